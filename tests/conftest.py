@@ -1,0 +1,24 @@
+"""Shared fixtures. Every test runs on the real Fashion-MNIST files (the Debian package's folder, or
+ZOO_DATA_DIR); .ci/run installs them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from zoo.data import load_fashion_mnist
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def fmnist() -> dict[str, torch.Tensor]:
+    return load_fashion_mnist()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_zoo_home(tmp_path, monkeypatch):
+    # Nothing a test trains or caches may land in the user's real store.
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "zoo_home"))

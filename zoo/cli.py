@@ -1,0 +1,143 @@
+"""The ``zoo`` command: ``zoo list`` and ``zoo train``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from .registry import AUGMENT_PRESETS, OPTIMIZERS, SCHEDULES, create_model, get_spec, list_models
+
+__all__ = ["main"]
+
+
+def _devices(value: str) -> int | str | list[int]:
+    if value == "auto":
+        return value
+    if "," in value:
+        return [int(v) for v in value.split(",") if v]
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--devices takes 'auto', a count or a comma list of ids, got {value!r}") from None
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zoo", description="The networks of Dive into Deep Learning, trained on Fashion-MNIST.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_list = sub.add_parser("list", help="list the registered models")
+    p_list.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'res*'")
+
+    p = sub.add_parser("train", help="train a model on Fashion-MNIST with its recipe, then test it")
+    p.add_argument("model", help="registered model name (see `zoo list`)")
+    g = p.add_argument_group("recipe overrides (default: the model's recipe)")
+    g.add_argument("--epochs", type=_positive_int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--batch-size", type=_positive_int)
+    g.add_argument("--optimizer", choices=OPTIMIZERS)
+    g.add_argument("--schedule", choices=SCHEDULES)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--label-smoothing", type=float)
+    g.add_argument("--augment", choices=AUGMENT_PRESETS)
+    g.add_argument("--precision", help="Lightning precision, e.g. 32-true, bf16-mixed, 16-mixed")
+    h = p.add_argument_group("hardware")
+    h.add_argument("--accelerator", default="auto", help="cpu, gpu, auto (default)")
+    h.add_argument("--devices", type=_devices, default="auto", help="'auto', a count, or ids like 0,1")
+    h.add_argument("--strategy", default="auto", help="auto, ddp, ...")
+    h.add_argument("--num-nodes", type=_positive_int, default=1)
+    h.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (0: batches are index lookups)")
+    r = p.add_argument_group("run")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--data-dir", help="folder with the four Fashion-MNIST .gz files")
+    r.add_argument("--train-limit", type=_positive_int, help="train on the first N training images only")
+    r.add_argument("--eval-limit", type=_positive_int, help="validate and test on the first N images only")
+    r.add_argument("--max-steps", type=int, default=-1, help="stop after N optimisation steps")
+    r.add_argument("--out", help="run folder root (default: runs/MODEL)")
+    r.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
+                   help="continue from the newest last.ckpt of the run folder, or from CKPT")  # fmt: skip
+    r.add_argument("--no-test", action="store_true", help="skip the final test-set evaluation")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    return parser
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    names = list_models(args.pattern)
+    if not names:
+        print(f"no model matches {args.pattern!r}; registered: {', '.join(list_models())}", file=sys.stderr)
+        return 1
+    header = f"{'model':<10} {'params':>12} {'input':>7}  {'chapter':<7} {'book top-1':>10}  description"
+    print(header)
+    print("-" * len(header))
+    for name in names:
+        spec = get_spec(name)
+        params = sum(p.numel() for p in create_model(name).parameters())
+        size = f"{spec.input_size}x{spec.input_size}" if spec.task == "classification" else "-"
+        book = f"{spec.book_top1:.3f}" if spec.book_top1 is not None else "-"
+        print(f"{name:<10} {params:>12,} {size:>7}  {spec.chapter:<7} {book:>10}  {spec.description}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    result = train(
+        args.model,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        schedule=args.schedule,
+        weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing,
+        augment=args.augment,
+        precision=args.precision,
+        seed=args.seed,
+        accelerator=args.accelerator,
+        devices=args.devices,
+        strategy=args.strategy,
+        num_nodes=args.num_nodes,
+        num_workers=args.num_workers,
+        data_dir=args.data_dir,
+        train_limit=args.train_limit,
+        eval_limit=args.eval_limit,
+        max_steps=args.max_steps,
+        out_dir=args.out,
+        resume=args.resume,
+        test=not args.no_test,
+        progress_bar=not args.no_progress,
+    )
+    m = result.metrics
+    print(f"\n{args.model}: {m['epochs']} epochs in {m['fit_seconds']:.1f} s on {m['device']}")
+    for key in ("val/acc", "test/acc"):
+        if key in m:
+            print(f"  {key:<9} {m[key]:.4f}")
+    print(f"  run folder: {result.run_dir}  (metrics.json, checkpoints/last.ckpt)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .data import DataNotFoundError, CorruptDataError
+
+    try:
+        return {"list": cmd_list, "train": cmd_train}[args.command](args)
+    except (KeyError, DataNotFoundError, CorruptDataError, FileNotFoundError, ValueError) as err:
+        # Bad input: one clear line, not a traceback (ZOO_DEBUG=1 shows the traceback).
+        if os.environ.get("ZOO_DEBUG"):
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"zoo: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

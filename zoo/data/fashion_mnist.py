@@ -1,0 +1,357 @@
+"""Fashion-MNIST: find the four original idx files, parse them once into uint8 tensors, and serve
+seeded train/validation/test splits as batches transformed on the device.
+
+Where the files are looked for, in order:
+1. the ``data_dir`` argument (or the ``ZOO_DATA_DIR`` environment variable);
+2. the Debian package's folder ``/usr/share/datasets/fashion-mnist`` (``apt-get install dataset-fashion-mnist``);
+3. torchvision's download into ``$ZOO_HOME/data`` -- on a connected machine only, when ``download=True``.
+Each file may be gzipped (``.gz``, as published) or not.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+__all__ = [
+    "CLASSES",
+    "MEAN",
+    "STD",
+    "DEBIAN_DIR",
+    "DataNotFoundError",
+    "CorruptDataError",
+    "read_idx",
+    "find_data_dir",
+    "load_fashion_mnist",
+    "FashionMNISTDataModule",
+]
+
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+# Mean and standard deviation of the 60,000 training images' pixels scaled to [0, 1]
+# (tests/test_data.py recomputes them from the real files).
+MEAN = 0.2860
+STD = 0.3530
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+_EXPECTED = {"train_images": (60000, 28, 28), "train_labels": (60000,), "test_images": (10000, 28, 28), "test_labels": (10000,)}
+_HOW_TO_GET = (
+    "Install it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or pass data_dir= "
+    "(--data-dir on the command line, or set ZOO_DATA_DIR) pointing to a folder with the four files "
+    + ", ".join(f"{f}.gz" for f in FILES.values())
+    + " from https://github.com/zalandoresearch/fashion-mnist."
+)
+
+
+class DataNotFoundError(FileNotFoundError):
+    """No folder holds the four Fashion-MNIST files."""
+
+
+class CorruptDataError(ValueError):
+    """A Fashion-MNIST file exists but is truncated or not an idx file."""
+
+
+def _zoo_home() -> Path:
+    return Path(os.environ.get("ZOO_HOME") or Path.home() / ".cache" / "zoo")
+
+
+def _file_in(folder: Path, stem: str) -> Path | None:
+    for name in (stem + ".gz", stem):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _complete(folder: Path) -> bool:
+    return folder.is_dir() and all(_file_in(folder, stem) for stem in FILES.values())
+
+
+def find_data_dir(data_dir: str | os.PathLike | None = None, *, download: bool = False) -> Path:
+    """The first folder holding all four files, in the order described in the module docstring."""
+    explicit = data_dir if data_dir is not None else os.environ.get("ZOO_DATA_DIR")
+    if explicit is not None:
+        folder = Path(explicit).expanduser()
+        # torchvision's layout (<root>/FashionMNIST/raw) is accepted too.
+        for candidate in (folder, folder / "FashionMNIST" / "raw"):
+            if _complete(candidate):
+                return candidate
+        if not folder.is_dir():
+            raise DataNotFoundError(f"Fashion-MNIST data_dir {str(folder)!r} does not exist. {_HOW_TO_GET}")
+        missing = [stem for stem in FILES.values() if _file_in(folder, stem) is None]
+        raise DataNotFoundError(
+            f"Fashion-MNIST data_dir {str(folder)!r} lacks {', '.join(m + '.gz' for m in missing)}. {_HOW_TO_GET}"
+        )
+    if _complete(DEBIAN_DIR):
+        return DEBIAN_DIR
+    cache = _zoo_home() / "data"
+    if _complete(cache / "FashionMNIST" / "raw"):
+        return cache / "FashionMNIST" / "raw"
+    if download:
+        try:
+            from torchvision.datasets import FashionMNIST
+
+            FashionMNIST(str(cache), train=True, download=True)
+            FashionMNIST(str(cache), train=False, download=True)
+        except Exception as err:  # no network, proxy, disk full: say so, then how to get the files
+            raise DataNotFoundError(
+                f"Fashion-MNIST is not on this machine and downloading it failed ({type(err).__name__}: {err}). {_HOW_TO_GET}"
+            ) from err
+        return cache / "FashionMNIST" / "raw"
+    raise DataNotFoundError(f"Fashion-MNIST was not found in {DEBIAN_DIR} nor in {cache}. {_HOW_TO_GET}")
+
+
+def read_idx(path: str | os.PathLike) -> torch.Tensor:
+    """Parse one idx file (gzipped or not) into a uint8 tensor, checking it is whole.
+
+    The idx format: two zero bytes, a type code (0x08 = uint8), the number of dimensions, then each
+    dimension as a big-endian int32, then the data.
+    """
+    path = Path(path)
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (EOFError, OSError, zlib.error) as err:
+        raise CorruptDataError(
+            f"{path} is truncated or not a valid gzip file ({err}); delete it and fetch it again. {_HOW_TO_GET}"
+        ) from err
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise CorruptDataError(f"{path} is not an idx file of uint8 data (bad header {raw[:4].hex()})")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise CorruptDataError(f"{path} is truncated: its header is incomplete")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape)) + header
+    if len(raw) != expected:
+        raise CorruptDataError(
+            f"{path} is truncated or padded: header says shape {shape} ({expected} bytes), file has {len(raw)} bytes"
+        )
+    return torch.from_numpy(np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape).copy())
+
+
+@lru_cache(maxsize=4)
+def _load_cached(folder: str, stamp: tuple[float, ...]) -> dict[str, torch.Tensor]:
+    out = {key: read_idx(_file_in(Path(folder), stem)) for key, stem in FILES.items()}
+    for key, shape in _EXPECTED.items():
+        if tuple(out[key].shape) != shape:
+            raise CorruptDataError(f"{FILES[key]} in {folder} has shape {tuple(out[key].shape)}, expected {shape}")
+    for key in ("train_labels", "test_labels"):
+        if int(out[key].max()) >= len(CLASSES):
+            raise CorruptDataError(f"{FILES[key]} in {folder} has labels outside 0..9")
+    return out
+
+
+def load_fashion_mnist(data_dir: str | os.PathLike | None = None, *, download: bool = False) -> dict[str, torch.Tensor]:
+    """All of Fashion-MNIST as uint8 tensors: train/test images (N, 28, 28) and labels (N,).
+
+    Parsed once per process (about 0.6 s) and cached; a file changed on disk is parsed again.
+    """
+    folder = find_data_dir(data_dir, download=download)
+    stamp = tuple(_file_in(folder, s).stat().st_mtime for s in FILES.values())
+    return _load_cached(str(folder), stamp)
+
+
+def stratified_split(labels: torch.Tensor, val_per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of a train/validation split holding ``val_per_class`` images of each class out for
+    validation. Depends only on ``seed``: every run, every machine, gets the same split."""
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(labels), generator=gen)
+    val_parts = []
+    for c in range(int(labels.max()) + 1):
+        of_class = perm[labels[perm] == c]
+        if len(of_class) <= val_per_class:
+            raise ValueError(f"class {c} has {len(of_class)} images, too few to hold out {val_per_class}")
+        val_parts.append(of_class[:val_per_class])
+    val = torch.cat(val_parts).sort().values
+    mask = torch.ones(len(labels), dtype=torch.bool)
+    mask[val] = False
+    return torch.nonzero(mask).squeeze(1), val
+
+
+class TensorImages(Dataset):
+    """uint8 images (N, 1, H, W) + labels, fetched a batch at a time (``__getitems__``) so that a
+    DataLoader makes one indexing call per batch instead of one Python call per image."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor | None = None) -> None:
+        self.images = images if images.ndim == 4 else images.unsqueeze(1)
+        self.labels = labels.long()
+        self.indices = indices
+
+    def __len__(self) -> int:
+        return len(self.indices) if self.indices is not None else len(self.labels)
+
+    def __getitems__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        idx_t = torch.as_tensor(idx, dtype=torch.long)
+        if self.indices is not None:
+            idx_t = self.indices[idx_t]
+        return self.images[idx_t], self.labels[idx_t]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = self.__getitems__([i])
+        return images[0], labels[0]
+
+
+def _keep_batch(batch: Any) -> Any:
+    # __getitems__ already returns a collated batch; module-level so worker processes can pickle it.
+    return batch
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A random permutation that depends only on (seed, epoch): Lightning calls ``set_epoch``, so a
+    run resumed from a checkpoint sees exactly the batches an uninterrupted run would have seen."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=gen).tolist())
+
+
+class FashionMNISTDataModule(L.LightningDataModule):
+    """The shared Fashion-MNIST DataModule of every zoo classifier.
+
+    Splits: 55,000 training and 5,000 validation images (500 per class, fixed by ``split_seed``)
+    from the official training set, and the official 10,000 test images. Batches leave the
+    DataLoader as uint8 and are converted, resized, augmented (training only) and normalised as a
+    whole batch on the training device, in :meth:`on_after_batch_transfer`.
+
+    Args:
+        data_dir: folder with the four files (see the module docstring for the search order).
+        input_size: side the images are resized to (28, 96 or 224 in the book).
+        batch_size: training batch size; ``eval_batch_size`` defaults to twice it.
+        augment: "none", "standard" or "strong" (see :class:`~zoo.data.augment.BatchTransform`).
+        mean, std: normalisation; defaults are Fashion-MNIST's own.
+        in_chans: 1, or 3 to feed RGB models (the gray channel is repeated).
+        val_size: images held out for validation (a multiple of 10, split evenly over the classes).
+        split_seed: seed of the train/validation split. ``seed`` seeds the training shuffle.
+        train_limit, eval_limit: use only the first N images of the training / each evaluation split
+            (small real subsets for tests and quick runs).
+        download: allow torchvision's download when no local copy is found.
+    """
+
+    def __init__(
+        self,
+        *,
+        data_dir: str | os.PathLike | None = None,
+        input_size: int = 28,
+        batch_size: int = 256,
+        eval_batch_size: int | None = None,
+        augment: str = "none",
+        mean: Sequence[float] | float = MEAN,
+        std: Sequence[float] | float = STD,
+        in_chans: int = 1,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        seed: int = 0,
+        train_limit: int | None = None,
+        eval_limit: int | None = None,
+        num_workers: int = 0,
+        download: bool = False,
+    ) -> None:
+        super().__init__()
+        from .augment import BatchTransform  # local: augment imports the registry, which imports models
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if val_size % len(CLASSES) or not 0 < val_size < 60000:
+            raise ValueError(f"val_size must be a positive multiple of {len(CLASSES)} below 60000, got {val_size}")
+        if in_chans not in (1, 3):
+            raise ValueError(f"in_chans must be 1 or 3 for Fashion-MNIST, got {in_chans}")
+        self.data_dir = data_dir
+        self.input_size = input_size
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or 2 * batch_size
+        self.val_size = val_size
+        self.split_seed = split_seed
+        self.seed = seed
+        self.train_limit = train_limit
+        self.eval_limit = eval_limit
+        self.num_workers = num_workers
+        self.download = download
+        mean_l = [float(mean)] * in_chans if isinstance(mean, (int, float)) else list(mean)
+        std_l = [float(std)] * in_chans if isinstance(std, (int, float)) else list(std)
+        self.transform = BatchTransform(input_size=input_size, mean=mean_l, std=std_l, in_chans=in_chans, augment=augment)
+        self.classes = list(CLASSES)
+        self.num_classes = len(CLASSES)
+        self.train_set = self.val_set = self.test_set = None
+
+    @classmethod
+    def for_model(cls, model: Any, **overrides: Any) -> "FashionMNISTDataModule":
+        """A DataModule matching a model's input size, channels, normalisation and recipe."""
+        kwargs = dict(
+            input_size=model.input_size,
+            in_chans=model.in_chans,
+            mean=model.mean,
+            std=model.std,
+            batch_size=model.recipe.batch_size,
+            augment=model.recipe.augment,
+        )
+        kwargs.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**kwargs)
+
+    def prepare_data(self) -> None:
+        # Runs on one process: the only place a download may happen.
+        find_data_dir(self.data_dir, download=self.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        data = load_fashion_mnist(self.data_dir, download=self.download)
+        train_idx, val_idx = stratified_split(data["train_labels"], self.val_size // len(CLASSES), self.split_seed)
+        if self.train_limit is not None:
+            train_idx = train_idx[: self.train_limit]
+        test_idx = torch.arange(len(data["test_labels"]))
+        if self.eval_limit is not None:
+            val_idx, test_idx = val_idx[: self.eval_limit], test_idx[: self.eval_limit]
+        self.train_set = TensorImages(data["train_images"], data["train_labels"], train_idx)
+        self.val_set = TensorImages(data["train_images"], data["train_labels"], val_idx)
+        self.test_set = TensorImages(data["test_images"], data["test_labels"], test_idx)
+
+    def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            collate_fn=_keep_batch,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup("fit")
+        return self._loader(self.train_set, self.batch_size, EpochShuffleSampler(len(self.train_set), self.seed))
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup("validate")
+        return self._loader(self.val_set, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        self.setup("test")
+        return self._loader(self.test_set, self.eval_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        images, labels = batch
+        training = self.trainer is not None and self.trainer.training
+        return self.transform(images, train=training), labels

@@ -1,0 +1,58 @@
+"""Network in Network (ch. 8.3): ``nin_block``s of one spatial and two 1x1 convolutions, ending
+in global average pooling instead of fully connected layers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ..classifier import ImageClassifier, init_cnn
+from ..registry import Recipe, register_model
+
+__all__ = ["NiN", "nin_block"]
+
+
+def nin_block(in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int) -> nn.Sequential:
+    """A convolution followed by two 1x1 convolutions (per-pixel MLPs), each with ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding), nn.ReLU(),
+        nn.Conv2d(out_channels, out_channels, kernel_size=1), nn.ReLU(),
+        nn.Conv2d(out_channels, out_channels, kernel_size=1), nn.ReLU(),
+    )  # fmt: skip
+
+
+class NiN(ImageClassifier):
+    """Three nin_blocks with max pooling, dropout, then a last nin_block with one channel per class
+    whose global average is the class score.
+
+    The output layer *is* that last nin_block (its channels are the classes), so ``head`` holds it
+    together with the pooling; ``backbone`` ends at the dropout.
+    """
+
+    default_recipe = Recipe(optimizer="sgd", lr=0.05, momentum=0.9, schedule="cosine", batch_size=128, epochs=10)
+
+    def __init__(self, *, dropout: float = 0.5, **kwargs: Any) -> None:
+        kwargs.setdefault("input_size", 224)
+        super().__init__(**kwargs)
+        self.backbone = nn.Sequential(
+            nin_block(self.in_chans, 96, kernel_size=11, stride=4, padding=0),
+            nn.MaxPool2d(3, stride=2),
+            nin_block(96, 256, kernel_size=5, stride=1, padding=2),
+            nn.MaxPool2d(3, stride=2),
+            nin_block(256, 384, kernel_size=3, stride=1, padding=1),
+            nn.MaxPool2d(3, stride=2),
+            nn.Dropout(dropout),
+        )
+        self.head = nn.Sequential(
+            nin_block(384, self.num_classes, kernel_size=3, stride=1, padding=1),
+            nn.AdaptiveAvgPool2d((1, 1)),
+            nn.Flatten(),
+        )
+        init_cnn(self)
+
+
+@register_model(input_size=224, chapter="8.3", recipe=NiN.default_recipe, book_params=1_992_166, book_top1=0.865)
+def nin(**kwargs: Any) -> NiN:
+    """Network in Network at 224x224."""
+    return NiN(**kwargs)

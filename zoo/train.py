@@ -1,0 +1,258 @@
+"""Training entry point: a real Lightning Trainer driven by a model's recipe.
+
+One run writes, under ``runs/<model>/version_<n>/`` (or ``out_dir``):
+
+    checkpoints/last.ckpt     resume from here (``resume=True`` / ``zoo train --resume``)
+    checkpoints/best-NN.ckpt  the epoch with the best validation accuracy
+    metrics.csv, hparams.yaml Lightning's CSV log (one row per logged step/epoch)
+    metrics.json              test accuracy of the final weights, the run's settings and timings
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import re
+import signal
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, OnExceptionCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from .data import FashionMNISTDataModule, SyntheticRegressionDataModule, find_data_dir
+from .registry import Recipe, create_model, get_spec
+
+# Lightning advertises its cloud logger on every Trainer start; keep the console for our output.
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda record: "litlogger" not in record.getMessage())
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+__all__ = ["train", "TrainResult", "EpochSeed", "find_resume_checkpoint"]
+
+
+class EpochSeed(Callback):
+    """Reseed every RNG (torch, numpy, random) at the start of each training epoch from
+    (seed, epoch, rank). Augmentation and dropout then depend only on those numbers, so a run
+    resumed from an epoch-end checkpoint continues exactly as the uninterrupted run would have,
+    whatever consumed random numbers in between (validation, data loader start-up)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch_seed = (self.seed * 1_000_003 + trainer.current_epoch * 7919 + trainer.global_rank) % (2**32 - 1)
+        L.seed_everything(epoch_seed, workers=True, verbose=False)
+
+
+class _ZooMeta(Callback):
+    """Writes what rebuilds the run into every checkpoint: registry name, constructor arguments,
+    recipe, seed and data subset (plain JSON-able values, readable with weights_only=True)."""
+
+    def __init__(self, model_name: str, kwargs: dict[str, Any], recipe: Recipe, seed: int, train_limit: int | None) -> None:
+        self.meta = {"model": model_name, "kwargs": {**kwargs, "recipe": recipe.to_dict()}, "seed": seed, "train_limit": train_limit}
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint["zoo"] = self.meta
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced."""
+
+    run_dir: Path
+    model: L.LightningModule
+    metrics: dict[str, Any]
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None
+
+
+def _version_dirs(root: Path) -> list[Path]:
+    found = [(int(m.group(1)), p) for p in root.glob("version_*") if (m := re.fullmatch(r"version_(\d+)", p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def find_resume_checkpoint(root: Path) -> Path:
+    """The newest ``last.ckpt`` under ``root`` (a run folder or a model's folder of versions)."""
+    candidates = [root / "checkpoints" / "last.ckpt"] + [v / "checkpoints" / "last.ckpt" for v in reversed(_version_dirs(root))]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise FileNotFoundError(f"nothing to resume: no checkpoints/last.ckpt under {root}; train once without --resume first")
+
+
+def _read_checkpoint_meta(path: Path) -> dict[str, Any]:
+    # weights_only=True: a checkpoint is data; never let it run code.
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    meta = ckpt.get("zoo")
+    if not meta:
+        raise ValueError(f"{path} was not written by `zoo train` (it has no 'zoo' entry), so it cannot be resumed here")
+    return meta
+
+
+def train(
+    model_name: str,
+    *,
+    epochs: int | None = None,
+    lr: float | None = None,
+    batch_size: int | None = None,
+    optimizer: str | None = None,
+    schedule: str | None = None,
+    weight_decay: float | None = None,
+    label_smoothing: float | None = None,
+    augment: str | None = None,
+    precision: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    seed: int = 0,
+    accelerator: str = "auto",
+    devices: int | str | Sequence[int] = "auto",
+    strategy: str = "auto",
+    num_nodes: int = 1,
+    data_dir: str | os.PathLike | None = None,
+    train_limit: int | None = None,
+    eval_limit: int | None = None,
+    max_steps: int = -1,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool | str | os.PathLike = False,
+    test: bool = True,
+    progress_bar: bool = True,
+    callbacks: Sequence[Callback] = (),
+    num_workers: int = 0,
+) -> TrainResult:
+    """Train a registered model on Fashion-MNIST with its recipe, then test the final weights.
+
+    Every recipe field can be overridden by the keyword of the same name (None keeps the recipe's).
+    ``resume=True`` continues from the newest ``last.ckpt`` of the model's run folder; a path resumes
+    from that checkpoint. ``train_limit``/``eval_limit`` train and evaluate on the first N images
+    only (quick runs). Returns the run folder, the trained model and the metrics written to
+    ``metrics.json``.
+    """
+    spec = get_spec(model_name)
+    root = Path(out_dir) if out_dir is not None else Path("runs") / model_name
+
+    ckpt_path: Path | None = None
+    if resume:
+        ckpt_path = find_resume_checkpoint(root) if resume is True else Path(resume)
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"checkpoint to resume from not found: {ckpt_path}")
+        meta = _read_checkpoint_meta(ckpt_path)
+        if meta["model"] != model_name:
+            raise ValueError(f"{ckpt_path} holds a {meta['model']!r} model, not {model_name!r}")
+        # Rebuild exactly the model that was being trained; only the epoch budget may change.
+        kwargs = dict(meta["kwargs"])
+        recipe = Recipe.coerce(kwargs.pop("recipe", None), spec.recipe).replace(epochs=epochs)
+        run_dir = ckpt_path.parent.parent
+        seed = meta.get("seed", seed)
+        train_limit = meta.get("train_limit", train_limit)
+    else:
+        kwargs = dict(model_kwargs or {})
+        recipe = Recipe.coerce(kwargs.pop("recipe", None), spec.recipe).replace(
+            epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, schedule=schedule,
+            weight_decay=weight_decay, label_smoothing=label_smoothing, augment=augment, precision=precision,
+        )  # fmt: skip
+        versions = _version_dirs(root)
+        next_version = int(versions[-1].name.split("_")[1]) + 1 if versions else 0
+        run_dir = root / f"version_{next_version}"
+
+    L.seed_everything(seed, workers=True, verbose=False)
+    model = create_model(model_name, recipe=recipe, **kwargs)
+    if spec.task == "regression":
+        datamodule: L.LightningDataModule = SyntheticRegressionDataModule(batch_size=recipe.batch_size, seed=seed)
+    else:
+        datamodule = FashionMNISTDataModule.for_model(
+            model, data_dir=data_dir, seed=seed, train_limit=train_limit, eval_limit=eval_limit, num_workers=num_workers
+        )
+        find_data_dir(data_dir)  # fail here, with the how-to-get-it message, before any Trainer starts
+
+    ckpt_dir = run_dir / "checkpoints"
+    monitor = "val/acc" if spec.task == "classification" else "val/loss"
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best-{epoch:02d}",
+        monitor=monitor,
+        mode="max" if monitor == "val/acc" else "min",
+        save_top_k=1,
+        save_last=True,
+        auto_insert_metric_name=False,
+    )
+    trainer = L.Trainer(
+        max_epochs=recipe.epochs,
+        max_steps=max_steps,
+        precision=recipe.precision,
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        num_nodes=num_nodes,
+        deterministic=False,
+        # A fresh log version per (re)start: Lightning would otherwise overwrite the earlier metrics.csv.
+        logger=CSVLogger(save_dir=str(run_dir), name="logs"),
+        # OnExceptionCheckpoint: Ctrl+C or a crash still leaves a checkpoint of where training was.
+        callbacks=[EpochSeed(seed), _ZooMeta(model_name, kwargs, recipe, seed, train_limit), checkpoint, OnExceptionCheckpoint(ckpt_dir), *callbacks],
+        enable_progress_bar=progress_bar,
+        enable_model_summary=progress_bar,
+        log_every_n_steps=10,
+    )
+    previous_sigint = signal.getsignal(signal.SIGINT)
+    # With OnExceptionCheckpoint present Lightning looks for a "last" checkpoint to resume from
+    # even on a fresh run (the new version folder has none) and warns; resuming is explicit here.
+    warnings.filterwarnings("ignore", message=r".*\.fit\(ckpt_path=\S*\)|.*there is no last checkpoint available")
+    start = time.perf_counter()
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+    finally:
+        # Lightning ignores SIGINT while it shuts down after a Ctrl+C; give it back to the caller.
+        signal.signal(signal.SIGINT, previous_sigint)
+    fit_seconds = time.perf_counter() - start
+
+    metrics: dict[str, Any] = {
+        "model": model_name,
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "fit_seconds": round(fit_seconds, 2),
+        "params": sum(p.numel() for p in model.parameters()),
+    }
+    for key, value in trainer.callback_metrics.items():
+        if key.startswith("val/"):
+            metrics[key] = round(float(value), 6)
+    if checkpoint.best_model_score is not None:
+        metrics[f"best_{monitor}"] = round(float(checkpoint.best_model_score), 6)
+    if test and not trainer.interrupted:
+        # The final weights on the official test set (DESIGN.md's measurement protocol).
+        (results,) = trainer.test(model, datamodule=datamodule, verbose=False)
+        metrics.update({k: round(float(v), 6) for k, v in results.items()})
+    metrics.update(
+        {
+            "recipe": recipe.to_dict(),
+            "model_kwargs": kwargs,
+            "seed": seed,
+            "train_limit": train_limit,
+            "eval_limit": eval_limit,
+            "device": _device_name(trainer),
+            "world_size": trainer.world_size,
+            "torch": torch.__version__,
+            "lightning": L.__version__,
+            "threads": torch.get_num_threads(),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "interrupted": trainer.interrupted,
+        }
+    )
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    last = ckpt_dir / "last.ckpt"
+    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
+    return TrainResult(run_dir=run_dir, model=model, metrics=metrics, last_checkpoint=last if last.is_file() else None, best_checkpoint=best)
+
+
+def _device_name(trainer: L.Trainer) -> str:
+    root = trainer.strategy.root_device
+    if root.type == "cuda":
+        return torch.cuda.get_device_name(root)
+    return f"{root.type} ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
