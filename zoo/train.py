@@ -35,21 +35,21 @@ from .registry import Recipe, create_model, get_spec
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda record: "litlogger" not in record.getMessage())
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
-__all__ = ["train", "TrainResult", "EpochSeed", "find_resume_checkpoint"]
+__all__ = ["train", "TrainResult", "BatchSeed", "find_resume_checkpoint"]
 
 
-class EpochSeed(Callback):
-    """Reseed every RNG (torch, numpy, random) at the start of each training epoch from
-    (seed, epoch, rank). Augmentation and dropout then depend only on those numbers, so a run
-    resumed from an epoch-end checkpoint continues exactly as the uninterrupted run would have,
-    whatever consumed random numbers in between (validation, data loader start-up)."""
+class BatchSeed(Callback):
+    """Reseed every RNG (torch, numpy, random) before each training batch from (seed, epoch, batch,
+    rank). Dropout then depends only on those numbers, so a run resumed from a checkpoint continues
+    exactly as the uninterrupted run would have, whatever drew random numbers in between
+    (validation, data-loader start-up). The DataModule seeds augmentation the same way."""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        epoch_seed = (self.seed * 1_000_003 + trainer.current_epoch * 7919 + trainer.global_rank) % (2**32 - 1)
-        L.seed_everything(epoch_seed, workers=True, verbose=False)
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        batch_seed = hash((self.seed, trainer.current_epoch, batch_idx, trainer.global_rank)) % (2**31)
+        L.seed_everything(batch_seed, workers=True, verbose=False)
 
 
 class _ZooMeta(Callback):
@@ -194,7 +194,7 @@ def train(
         # A fresh log version per (re)start: Lightning would otherwise overwrite the earlier metrics.csv.
         logger=CSVLogger(save_dir=str(run_dir), name="logs"),
         # OnExceptionCheckpoint: Ctrl+C or a crash still leaves a checkpoint of where training was.
-        callbacks=[EpochSeed(seed), _ZooMeta(model_name, kwargs, recipe, seed, train_limit), checkpoint, OnExceptionCheckpoint(ckpt_dir), *callbacks],
+        callbacks=[BatchSeed(seed), _ZooMeta(model_name, kwargs, recipe, seed, train_limit), checkpoint, OnExceptionCheckpoint(ckpt_dir), *callbacks],
         enable_progress_bar=progress_bar,
         enable_model_summary=progress_bar,
         log_every_n_steps=10,

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import gzip
 import os
+import random
 import zlib
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import lightning as L
 import numpy as np
@@ -293,6 +295,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.classes = list(CLASSES)
         self.num_classes = len(CLASSES)
         self.train_set = self.val_set = self.test_set = None
+        self._aug_epoch, self._aug_batch = -1, 0
 
     @classmethod
     def for_model(cls, model: Any, **overrides: Any) -> "FashionMNISTDataModule":
@@ -353,5 +356,29 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch
-        training = self.trainer is not None and self.trainer.training
-        return self.transform(images, train=training), labels
+        if self.trainer is None or not self.trainer.training:
+            return self.transform(images, train=False), labels
+        # Each training batch's augmentation depends only on (seed, epoch, batch number, rank), so
+        # a resumed run augments exactly as the uninterrupted one, and nothing else's randomness
+        # (dropout, validation) shifts it.
+        epoch, rank = self.trainer.current_epoch, self.trainer.global_rank
+        if epoch != self._aug_epoch:
+            self._aug_epoch, self._aug_batch = epoch, 0
+        seed = hash((self.seed, epoch, self._aug_batch, rank)) % (2**31)
+        self._aug_batch += 1
+        with seeded_rng(seed, images.device):
+            return self.transform(images, train=True), labels
+
+
+@contextmanager
+def seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Run a block with torch's and Python's global generators seeded, then put them back as they
+    were (timm's RandomErasing draws from both)."""
+    py_state = random.getstate()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        random.seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
