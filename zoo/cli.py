@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("run")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--data-dir", help="folder with the four Fashion-MNIST .gz files")
+    r.add_argument("--download", action="store_true", help="download Fashion-MNIST if no local copy exists")
     r.add_argument("--train-limit", type=_positive_int, help="train on the first N training images only")
     r.add_argument("--eval-limit", type=_positive_int, help="validate and test on the first N images only")
     r.add_argument("--max-steps", type=int, default=-1, help="stop after N optimisation steps")
@@ -107,6 +108,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         num_nodes=args.num_nodes,
         num_workers=args.num_workers,
         data_dir=args.data_dir,
+        download=args.download,
         train_limit=args.train_limit,
         eval_limit=args.eval_limit,
         max_steps=args.max_steps,

@@ -116,6 +116,7 @@ def train(
     strategy: str = "auto",
     num_nodes: int = 1,
     data_dir: str | os.PathLike | None = None,
+    download: bool = False,
     train_limit: int | None = None,
     eval_limit: int | None = None,
     max_steps: int = -1,
@@ -129,6 +130,7 @@ def train(
     """Train a registered model on Fashion-MNIST with its recipe, then test the final weights.
 
     Every recipe field can be overridden by the keyword of the same name (None keeps the recipe's).
+    ``download=True`` lets torchvision fetch Fashion-MNIST when no local copy exists.
     ``resume=True`` continues from the newest ``last.ckpt`` of the model's run folder; a path resumes
     from that checkpoint. ``train_limit``/``eval_limit`` train and evaluate on the first N images
     only (quick runs). Returns the run folder, the trained model and the metrics written to
@@ -149,6 +151,7 @@ def train(
         kwargs = dict(meta["kwargs"])
         recipe = Recipe.coerce(kwargs.pop("recipe", None), spec.recipe).replace(epochs=epochs)
         run_dir = ckpt_path.parent.parent
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
         seed = meta.get("seed", seed)
         train_limit = meta.get("train_limit", train_limit)
     else:
@@ -167,9 +170,9 @@ def train(
         datamodule: L.LightningDataModule = SyntheticRegressionDataModule(batch_size=recipe.batch_size, seed=seed)
     else:
         datamodule = FashionMNISTDataModule.for_model(
-            model, data_dir=data_dir, seed=seed, train_limit=train_limit, eval_limit=eval_limit, num_workers=num_workers
+            model, data_dir=data_dir, download=download, seed=seed, train_limit=train_limit, eval_limit=eval_limit, num_workers=num_workers
         )
-        find_data_dir(data_dir)  # fail here, with the how-to-get-it message, before any Trainer starts
+        find_data_dir(data_dir, download=download)  # fail here, with the how-to-get-it message, before any Trainer starts
 
     ckpt_dir = run_dir / "checkpoints"
     monitor = "val/acc" if spec.task == "classification" else "val/loss"

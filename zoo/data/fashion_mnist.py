@@ -54,7 +54,8 @@ _HOW_TO_GET = (
     "Install it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or pass data_dir= "
     "(--data-dir on the command line, or set ZOO_DATA_DIR) pointing to a folder with the four files "
     + ", ".join(f"{f}.gz" for f in FILES.values())
-    + " from https://github.com/zalandoresearch/fashion-mnist."
+    + " from https://github.com/zalandoresearch/fashion-mnist; on a connected machine, download=True"
+    " (zoo train --download) fetches them."
 )
 
 
