@@ -96,3 +96,28 @@ def test_zoo_train_bad_input_is_one_clear_line(tmp_path, capsys):
     assert "nothing to resume" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "lenet", "--epochs", "0"])
+
+
+class _LrTrace(L.Callback):
+    def __init__(self):
+        self.lrs = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
+def test_lr_schedules_warm_up_then_anneal(tmp_path, schedule):
+    trace = _LrTrace()
+    recipe = {"optimizer": "sgd", "lr": 0.2, "schedule": schedule, "warmup_epochs": 1.0, "epochs": 4, "batch_size": 128,
+              "label_smoothing": 0.1}  # fmt: skip
+    train("softmax", model_kwargs={"recipe": recipe}, train_limit=1280, eval_limit=256, out_dir=tmp_path,
+          progress_bar=False, test=False, callbacks=[trace])  # fmt: skip
+    lrs = trace.lrs
+    assert len(lrs) == 40  # 4 epochs of 10 batches, stepped per batch
+    peak = max(range(len(lrs)), key=lrs.__getitem__)
+    assert lrs[0] < 0.2 * 0.5 and max(lrs) == pytest.approx(0.2, rel=0.05)
+    assert all(a <= b for a, b in zip(lrs[:peak], lrs[1 : peak + 1]))  # warming up
+    assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :]))  # annealing
+    assert lrs[-1] < 0.02
+    assert peak == 9  # the warm-up is exactly one epoch

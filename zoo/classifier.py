@@ -170,11 +170,13 @@ class ImageClassifier(L.LightningModule):
         if not math.isfinite(total) or total < 1:
             raise ValueError(f"the {r.schedule!r} schedule needs a finite number of steps (set max_epochs or max_steps)")
         total = int(total)
+        epochs = max(1, self.trainer.max_epochs or 1)
+        warmup = int(round(r.warmup_epochs / epochs * total))
         if r.schedule == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r.lr, total_steps=total)
+            # warmup_epochs sets the rising phase; without it, PyTorch's default of 30 % of the steps.
+            pct = warmup / total if warmup else 0.3
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r.lr, total_steps=total, pct_start=pct)
         else:
-            epochs = max(1, self.trainer.max_epochs or 1)
-            warmup = int(round(r.warmup_epochs / epochs * total))
             sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(warmup, total))
         # Stepped every batch: the schedules are defined over optimisation steps.
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
