@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--label-smoothing", type=float)
     g.add_argument("--augment", choices=AUGMENT_PRESETS)
     g.add_argument("--precision", help="Lightning precision, e.g. 32-true, bf16-mixed, 16-mixed")
+    g.add_argument("--eval-batch-size", type=_positive_int, help="validation/test batch size (default: 2x batch size)")
+    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="NHWC memory format")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
     h = p.add_argument_group("hardware")
     h.add_argument("--accelerator", default="auto", help="cpu, gpu, auto (default)")
     h.add_argument("--devices", type=_devices, default="auto", help="'auto', a count, or ids like 0,1")
@@ -101,6 +104,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         label_smoothing=args.label_smoothing,
         augment=args.augment,
         precision=args.precision,
+        eval_batch_size=args.eval_batch_size,
+        channels_last=args.channels_last,
+        compile=args.compile,
         seed=args.seed,
         accelerator=args.accelerator,
         devices=args.devices,

@@ -36,6 +36,9 @@ class Recipe:
     epochs: int = 10
     augment: str = "none"  # "none", "standard" (crop + flip) or "strong" (+ random erasing)
     precision: str = "32-true"  # any Lightning precision string, e.g. "bf16-mixed" on a GPU
+    eval_batch_size: int | None = None  # validation/test batch size; None: twice batch_size
+    channels_last: bool = False  # NHWC memory format (faster convolutions on GPUs with tensor cores)
+    compile: bool = False  # torch.compile the model (pays off on GPUs and long runs)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:

@@ -22,7 +22,7 @@ from typing import Any, Iterator, Sequence
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
 __all__ = [
     "CLASSES",
@@ -185,7 +185,8 @@ def stratified_split(labels: torch.Tensor, val_per_class: int, seed: int) -> tup
 
 class TensorImages(Dataset):
     """uint8 images (N, 1, H, W) + labels, fetched a batch at a time (``__getitems__``) so that a
-    DataLoader makes one indexing call per batch instead of one Python call per image."""
+    DataLoader makes one indexing call per batch instead of one Python call per image. When the
+    tensors live on a GPU (:meth:`to`), the gather happens there too."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor | None = None) -> None:
         self.images = images if images.ndim == 4 else images.unsqueeze(1)
@@ -195,15 +196,22 @@ class TensorImages(Dataset):
     def __len__(self) -> int:
         return len(self.indices) if self.indices is not None else len(self.labels)
 
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = self.__getitems__([i])
+        return images[0], labels[0]
+
     def __getitems__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        idx_t = torch.as_tensor(idx, dtype=torch.long)
+        idx_t = torch.as_tensor(idx, dtype=torch.long, device=self.images.device)
         if self.indices is not None:
             idx_t = self.indices[idx_t]
         return self.images[idx_t], self.labels[idx_t]
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = self.__getitems__([i])
-        return images[0], labels[0]
+    def to(self, device: torch.device) -> "TensorImages":
+        """The same split with its tensors on ``device`` (Fashion-MNIST is 55 MB of uint8)."""
+        if self.images.device == device:
+            return self
+        indices = self.indices.to(device) if self.indices is not None else None
+        return TensorImages(self.images.to(device), self.labels.to(device), indices)
 
 
 def _keep_batch(batch: Any) -> Any:
@@ -211,11 +219,15 @@ def _keep_batch(batch: Any) -> Any:
     return batch
 
 
-class EpochShuffleSampler(Sampler[int]):
+class EpochShuffleSampler(RandomSampler):
     """A random permutation that depends only on (seed, epoch): Lightning calls ``set_epoch``, so a
-    run resumed from a checkpoint sees exactly the batches an uninterrupted run would have seen."""
+    run resumed from a checkpoint sees exactly the batches an uninterrupted run would have seen.
+
+    A RandomSampler subclass, so that under DDP Lightning swaps it for its DistributedSampler
+    (each process gets its own shard, reshuffled every epoch from the run's seed)."""
 
     def __init__(self, n: int, seed: int) -> None:
+        super().__init__(range(n))
         self.n, self.seed, self.epoch = n, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -248,6 +260,10 @@ class FashionMNISTDataModule(L.LightningDataModule):
         split_seed: seed of the train/validation split. ``seed`` seeds the training shuffle.
         train_limit, eval_limit: use only the first N images of the training / each evaluation split
             (small real subsets for tests and quick runs).
+        device_resident: keep the uint8 tensors on the training device, so a batch is gathered,
+            converted and augmented there with no host-to-device copy (ignored with num_workers > 0:
+            worker processes serve batches from host memory).
+        channels_last: hand batches over in NHWC memory format (pair with a channels-last model).
         download: allow torchvision's download when no local copy is found.
     """
 
@@ -268,6 +284,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
         train_limit: int | None = None,
         eval_limit: int | None = None,
         num_workers: int = 0,
+        device_resident: bool = True,
+        channels_last: bool = False,
         download: bool = False,
     ) -> None:
         super().__init__()
@@ -290,6 +308,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.eval_limit = eval_limit
         self.num_workers = num_workers
         self.download = download
+        self.device_resident = device_resident
+        self.channels_last = channels_last
         mean_l = [float(mean)] * in_chans if isinstance(mean, (int, float)) else list(mean)
         std_l = [float(std)] * in_chans if isinstance(std, (int, float)) else list(std)
         self.transform = BatchTransform(input_size=input_size, mean=mean_l, std=std_l, in_chans=in_chans, augment=augment)
@@ -307,7 +327,9 @@ class FashionMNISTDataModule(L.LightningDataModule):
             mean=model.mean,
             std=model.std,
             batch_size=model.recipe.batch_size,
+            eval_batch_size=model.recipe.eval_batch_size,
             augment=model.recipe.augment,
+            channels_last=model.recipe.channels_last,
         )
         kwargs.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**kwargs)
@@ -330,7 +352,13 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.val_set = TensorImages(data["train_images"], data["train_labels"], val_idx)
         self.test_set = TensorImages(data["test_images"], data["test_labels"], test_idx)
 
-    def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
+    def _device(self) -> torch.device:
+        if self.trainer is not None and self.device_resident and self.num_workers == 0:
+            return self.trainer.strategy.root_device
+        return torch.device("cpu")
+
+    def _loader(self, dataset: TensorImages, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
+        dataset = dataset.to(self._device())
         return DataLoader(
             dataset,
             batch_size=batch_size,
@@ -358,7 +386,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch
         if self.trainer is None or not self.trainer.training:
-            return self.transform(images, train=False), labels
+            return self._format(self.transform(images, train=False)), labels
         # Each training batch's augmentation depends only on (seed, epoch, batch number, rank), so
         # a resumed run augments exactly as the uninterrupted one, and nothing else's randomness
         # (dropout, validation) shifts it.
@@ -368,7 +396,10 @@ class FashionMNISTDataModule(L.LightningDataModule):
         seed = hash((self.seed, epoch, self._aug_batch, rank)) % (2**31)
         self._aug_batch += 1
         with seeded_rng(seed, images.device):
-            return self.transform(images, train=True), labels
+            return self._format(self.transform(images, train=True)), labels
+
+    def _format(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
 @contextmanager
