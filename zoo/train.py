@@ -10,6 +10,7 @@ One run writes, under ``runs/<model>/version_<n>/`` (or ``out_dir``):
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import os
@@ -31,13 +32,33 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, OnExceptionCh
 from lightning.pytorch.loggers import CSVLogger
 
 from .data import FashionMNISTDataModule, SyntheticRegressionDataModule, find_data_dir
+from .data.fashion_mnist import seed_torch
 from .registry import Recipe, create_model, get_spec
 
 # Lightning advertises its cloud logger on every Trainer start; keep the console for our output.
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda record: "litlogger" not in record.getMessage())
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
-__all__ = ["train", "TrainResult", "BatchSeed", "find_resume_checkpoint"]
+__all__ = ["train", "TrainResult", "BatchSeed", "find_resume_checkpoint", "keep_freed_memory_in_heap"]
+
+
+def keep_freed_memory_in_heap() -> bool:
+    """Tell glibc to serve large allocations from its heap and keep freed memory there.
+
+    By default glibc maps every block over 32 MB afresh from the kernel and unmaps it when freed, so
+    a CPU training step page-faults its way through new memory for each large activation and batch
+    (a 224x224 float batch of 256 is 51 MB). Keeping them in the heap made AlexNet's CPU step 1.4x
+    and ResNet-18's 1.2x faster on the 2-core machine. Process-wide and glibc-only; a no-op
+    elsewhere or with ZOO_MALLOPT=0. Returns whether it was applied.
+    """
+    if os.environ.get("ZOO_MALLOPT", "1") == "0" or platform.system() != "Linux":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
 
 
 class BatchSeed(Callback):
@@ -52,7 +73,7 @@ class BatchSeed(Callback):
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         batch_seed = hash((self.seed, trainer.current_epoch, batch_idx, trainer.global_rank)) % (2**31)
         # Not seed_everything: it would also rewrite PL_GLOBAL_SEED, which seeds DDP's sampler.
-        torch.manual_seed(batch_seed)  # CPU and every CUDA device
+        seed_torch(batch_seed)  # CPU and every CUDA device in use
         random.seed(batch_seed)
         np.random.seed(batch_seed)
 
@@ -178,6 +199,8 @@ def train(
         # TF32 matmuls on Ampere and later: ~2x faster float32 layers for a rounding change far
         # below what SGD's noise notices.
         torch.set_float32_matmul_precision("high")
+    if accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available()):
+        keep_freed_memory_in_heap()
     model = create_model(model_name, recipe=recipe, **kwargs)
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)

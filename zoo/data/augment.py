@@ -43,7 +43,7 @@ def random_hflip(x: torch.Tensor, p: float = 0.5) -> torch.Tensor:
 
 
 class BatchTransform:
-    """uint8 batch -> float batch the model eats: [augment] -> resize -> normalise [-> erase].
+    """uint8 batch -> float batch the model eats: [augment] -> normalise -> resize [-> erase].
 
     Args:
         input_size: side of the square output images.
@@ -85,11 +85,13 @@ class BatchTransform:
         if augment:
             # Crop and flip at the source resolution: the same result as after resizing, far cheaper.
             x = random_hflip(random_crop(x, self.crop_padding))
-        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
-            x = TF.resize(x, [self.input_size, self.input_size], antialias=x.shape[-1] > self.input_size)
         if x.shape[1] == 1 and self.in_chans == 3:
             x = x.expand(-1, 3, -1, -1)
+        # Normalise before resizing: interpolation weights sum to one, so the result is the same,
+        # and at 224x224 it touches 64x fewer pixels.
         x = (x - self.mean.to(x.device)) / self.std.to(x.device)
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            x = TF.resize(x, [self.input_size, self.input_size], antialias=x.shape[-1] > self.input_size)
         if augment and self.eraser is not None:
             self.eraser.device = x.device
             x = self.eraser(x)

@@ -385,7 +385,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch
-        if self.trainer is None or not self.trainer.training:
+        if self.trainer is None or not self.trainer.training or self.transform.augment == "none":
             return self._format(self.transform(images, train=False)), labels
         # Each training batch's augmentation depends only on (seed, epoch, batch number, rank), so
         # a resumed run augments exactly as the uninterrupted one, and nothing else's randomness
@@ -402,13 +402,21 @@ class FashionMNISTDataModule(L.LightningDataModule):
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
+def seed_torch(seed: int) -> None:
+    """torch.manual_seed without its cost on machines with no GPU in use: there, torch.manual_seed
+    queues a lazy CUDA/XPU/MTIA seeding with a formatted stack trace, about 1 ms a call."""
+    torch.default_generator.manual_seed(seed)
+    if torch.cuda.is_initialized():  # not is_available(): that asks the driver (NVML) every call
+        torch.cuda.manual_seed_all(seed)
+
+
 @contextmanager
 def seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
     """Run a block with torch's and Python's global generators seeded, then put them back as they
     were (timm's RandomErasing draws from both)."""
     py_state = random.getstate()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+        seed_torch(seed)
         random.seed(seed)
         try:
             yield
