@@ -3,17 +3,25 @@
     >>> import zoo
     >>> zoo.list_models("res*")
     ['resnet18']
-    >>> net = zoo.create_model("lenet")
+    >>> net = zoo.create_model("lenet")          # fresh weights
+    >>> net = zoo.load("lenet")                  # trained weights, eval mode, .preprocess, .label_names
 """
 
 from .classifier import ImageClassifier
 from .data import FashionMNISTDataModule, SyntheticRegressionDataModule
 from .registry import ModelSpec, Recipe, create_model, get_spec, list_models, register_model
+from .hub import CheckpointError, WeightsNotFoundError, load, save_checkpoint
+from .data.preprocess import Preprocess
 from . import models  # noqa: F401  (registers every model)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "load",
+    "save_checkpoint",
+    "CheckpointError",
+    "WeightsNotFoundError",
+    "Preprocess",
     "ImageClassifier",
     "FashionMNISTDataModule",
     "SyntheticRegressionDataModule",

@@ -1,9 +1,10 @@
-"""The ``zoo`` command: ``zoo list`` and ``zoo train``."""
+"""The ``zoo`` command: ``zoo list``, ``zoo train`` and ``zoo push``."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from typing import Sequence
 
@@ -70,7 +71,44 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from the newest last.ckpt of the run folder, or from CKPT")  # fmt: skip
     r.add_argument("--no-test", action="store_true", help="skip the final test-set evaluation")
     r.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+
+    p_push = sub.add_parser("push", help="publish a checkpoint folder to the Hugging Face Hub")
+    p_push.add_argument("target", help="a model name (its bundled or locally trained folder) or a checkpoint folder")
+    p_push.add_argument("--repo-id", help="Hub repo (default: d2l-zoo/<model>)")
+    p_push.add_argument("--dry-run", action="store_true", help="print what would be uploaded, upload nothing")
+    p_push.add_argument("--private", action="store_true")
+    p_push.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved login)")
+    p_push.add_argument("--no-manifest", action="store_true", help="do not pin the new revision in checkpoints.json")
     return parser
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .hub import BUNDLED_DIR, CONFIG_NAME, HUB_ORG, manifest_entry, push_to_hub, read_manifest, store_dir, write_manifest
+
+    folder = Path(args.target)
+    if not folder.is_dir():
+        get_spec(args.target)  # a name: did-you-mean for typos
+        candidates = [store_dir(args.target), BUNDLED_DIR / args.target]
+        folder = next((c for c in candidates if (c / CONFIG_NAME).is_file()), None)
+        if folder is None:
+            raise FileNotFoundError(f"no checkpoint of {args.target!r} to push: train it first with `zoo train {args.target}`")
+    name = json.loads((folder / CONFIG_NAME).read_text())["model"]
+    repo_id = args.repo_id or f"{HUB_ORG}/{name}"
+    revision = push_to_hub(folder, repo_id, token=args.token, private=args.private, dry_run=args.dry_run)
+    if revision and not args.no_manifest:
+        entries = read_manifest()
+        old = entries.get(name, {})
+        entry = manifest_entry(folder, repo_id=repo_id, revision=revision, bundled=bool(old.get("bundled")))
+        if old.get("bundled") and old.get("sha256") != entry["sha256"]:
+            print(f"note: pushed weights differ from the bundled {name}; checkpoints.json keeps the bundled entry")
+        else:
+            entries[name] = entry
+            write_manifest(entries.values())
+            print(f"pinned {repo_id}@{revision} in checkpoints.json")
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -122,22 +160,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         test=not args.no_test,
         progress_bar=not args.no_progress,
+        command=shlex.join(["zoo", *args.argv]),
     )
     m = result.metrics
     print(f"\n{args.model}: {m['epochs']} epochs in {m['fit_seconds']:.1f} s on {m['device']}")
     for key in ("val/acc", "test/acc"):
         if key in m:
             print(f"  {key:<9} {m[key]:.4f}")
-    print(f"  run folder: {result.run_dir}  (metrics.json, checkpoints/last.ckpt)")
+    print(f"  run folder: {result.run_dir}  (metrics.json, checkpoints/last.ckpt, export/)")
+    if "store" in m:
+        print(f"  exported:   {m['store']}  (zoo.load({str(m['store'])!r}))")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    from .data import DataNotFoundError, CorruptDataError
+    args.argv = argv
+    from .data import CorruptDataError, DataNotFoundError
+    from .hub import CheckpointError, WeightsNotFoundError  # noqa: F401  (subclasses of the caught ones)
 
     try:
-        return {"list": cmd_list, "train": cmd_train}[args.command](args)
+        return {"list": cmd_list, "train": cmd_train, "push": cmd_push}[args.command](args)
     except (KeyError, DataNotFoundError, CorruptDataError, FileNotFoundError, ValueError) as err:
         # Bad input: one clear line, not a traceback (ZOO_DEBUG=1 shows the traceback).
         if os.environ.get("ZOO_DEBUG"):

@@ -169,5 +169,19 @@ def create_model(name: str, *, pretrained: bool = False, **kwargs: Any) -> Any:
     if spec.task == "classification":
         kwargs.setdefault("input_size", spec.input_size)
     model = spec.builder(**kwargs)
+    # Name + arguments rebuild this exact architecture: they are what a checkpoint's config.json holds.
     model.model_name = name
+    model.zoo_kwargs = _jsonable(kwargs, f"create_model({name!r}, ...)")
     return model
+
+
+def _jsonable(value: Any, where: str) -> Any:
+    if isinstance(value, Recipe):
+        return value.to_dict()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, where) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, where) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"{where}: constructor arguments must be plain JSON values (numbers, strings, lists), got {type(value).__name__}")

@@ -33,13 +33,14 @@ from lightning.pytorch.loggers import CSVLogger
 
 from .data import FashionMNISTDataModule, SyntheticRegressionDataModule, find_data_dir
 from .data.fashion_mnist import seed_torch
+from .hub import save_checkpoint, store_dir
 from .registry import Recipe, create_model, get_spec
 
 # Lightning advertises its cloud logger on every Trainer start; keep the console for our output.
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda record: "litlogger" not in record.getMessage())
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
-__all__ = ["train", "TrainResult", "BatchSeed", "find_resume_checkpoint", "keep_freed_memory_in_heap"]
+__all__ = ["train", "evaluate", "TrainResult", "BatchSeed", "find_resume_checkpoint", "keep_freed_memory_in_heap"]
 
 
 def keep_freed_memory_in_heap() -> bool:
@@ -155,6 +156,7 @@ def train(
     progress_bar: bool = True,
     callbacks: Sequence[Callback] = (),
     num_workers: int = 0,
+    command: str | None = None,
 ) -> TrainResult:
     """Train a registered model on Fashion-MNIST with its recipe, then test the final weights.
 
@@ -162,7 +164,9 @@ def train(
     ``download=True`` lets torchvision fetch Fashion-MNIST when no local copy exists.
     ``resume=True`` continues from the newest ``last.ckpt`` of the model's run folder; a path resumes
     from that checkpoint. ``train_limit``/``eval_limit`` train and evaluate on the first N images
-    only (quick runs). Returns the run folder, the trained model and the metrics written to
+    only (quick runs). ``command`` is recorded with the metrics (the CLI passes its own command
+    line). The final weights are exported as a checkpoint folder to ``<run>/export`` and to the
+    local store, where ``zoo.load(model_name)`` finds them. Returns the run folder, the trained model and the metrics written to
     ``metrics.json``.
     """
     spec = get_spec(model_name)
@@ -286,12 +290,45 @@ def train(
             "interrupted": trainer.interrupted,
         }
     )
+    if command:
+        metrics["command"] = command
+    if trainer.is_global_zero and spec.task == "classification" and not trainer.interrupted:
+        # The final weights as a Hub-style checkpoint folder, in the run and in the local store,
+        # so that zoo.load(name) finds them (DESIGN.md: bundled -> store -> HF cache -> Hub).
+        training = {k: metrics.get(k) for k in ("device", "fit_seconds", "date", "seed", "train_limit", "epochs", "world_size", "command")}
+        scores = {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
+        save_checkpoint(model, run_dir / "export", metrics=scores, training=training)
+        store = save_checkpoint(model, store_dir(model_name), metrics=scores, training=training)
+        metrics["export"] = str(run_dir / "export")
+        metrics["store"] = str(store)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     last = ckpt_dir / "last.ckpt"
     best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
     return TrainResult(run_dir=run_dir, model=model, metrics=metrics, last_checkpoint=last if last.is_file() else None, best_checkpoint=best)
+
+
+def evaluate(
+    model: L.LightningModule,
+    *,
+    split: str = "test",
+    data_dir: str | os.PathLike | None = None,
+    eval_limit: int | None = None,
+    batch_size: int | None = None,
+    accelerator: str = "auto",
+    progress_bar: bool = False,
+) -> dict[str, float]:
+    """Top-1 accuracy and loss of ``model`` on Fashion-MNIST's official test set (or "val"), with
+    the model's own input size and normalisation: the one evaluation routine the zoo reports."""
+    if split not in ("test", "val"):
+        raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+    datamodule = FashionMNISTDataModule.for_model(model, data_dir=data_dir, eval_limit=eval_limit, eval_batch_size=batch_size)
+    trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_progress_bar=progress_bar,
+                        enable_model_summary=False, precision=model.recipe.precision)  # fmt: skip
+    run = trainer.test if split == "test" else trainer.validate
+    (results,) = run(model, datamodule=datamodule, verbose=False)
+    return {k: float(v) for k, v in results.items()}
 
 
 def _device_name(trainer: L.Trainer) -> str:

@@ -67,7 +67,8 @@ class CorruptDataError(ValueError):
     """A Fashion-MNIST file exists but is truncated or not an idx file."""
 
 
-def _zoo_home() -> Path:
+def zoo_home() -> Path:
+    """Root of everything the zoo writes: ``$ZOO_HOME``, else ``~/.cache/zoo``."""
     return Path(os.environ.get("ZOO_HOME") or Path.home() / ".cache" / "zoo")
 
 
@@ -99,7 +100,7 @@ def find_data_dir(data_dir: str | os.PathLike | None = None, *, download: bool =
         )
     if _complete(DEBIAN_DIR):
         return DEBIAN_DIR
-    cache = _zoo_home() / "data"
+    cache = zoo_home() / "data"
     if _complete(cache / "FashionMNIST" / "raw"):
         return cache / "FashionMNIST" / "raw"
     if download:

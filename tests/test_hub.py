@@ -1,0 +1,262 @@
+"""Checkpoint folders, strict verified loading, adaptation, the Hub paths and the manifest."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import zoo
+from zoo.hub import BUNDLED_DIR, CONFIG_NAME, WEIGHTS_NAME, CheckpointError, WeightsNotFoundError, read_manifest, sha256_file
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _trained_like(name: str, **kwargs) -> torch.nn.Module:
+    """A model whose weights and BatchNorm statistics are not the initial ones."""
+    torch.manual_seed(0)
+    model = zoo.create_model(name, **kwargs)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+        model.train()(torch.randn(8, model.in_chans, model.input_size, model.input_size))
+    return model.eval()
+
+
+@pytest.fixture
+def images(fmnist):
+    return fmnist["test_images"][:16].unsqueeze(1)
+
+
+def test_round_trip_gives_identical_outputs(tmp_path, images):
+    model = _trained_like("lenet_bn")
+    folder = zoo.save_checkpoint(model, tmp_path / "ckpt", metrics={"test/acc": 0.5})
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    loaded = zoo.load(folder)
+    assert not loaded.training and loaded.label_names[9] == "Ankle boot"
+    x = loaded.preprocess(images)
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    # The safetensors file alone works too; its config.json sits beside it.
+    assert torch.equal(zoo.load(folder / WEIGHTS_NAME)(x), loaded(x))
+
+
+def test_model_card_has_hub_metadata(tmp_path):
+    folder = zoo.save_checkpoint(_trained_like("mlp"), tmp_path / "mlp", metrics={"test/acc": 0.8765, "val/acc": 0.88})
+    card = (folder / "README.md").read_text()
+    front = card.split("---")[1]
+    for line in ("library_name: d2l-zoo", "pipeline_tag: image-classification", "- fashion_mnist", "model-index:", "value: 0.8765"):
+        assert line in front, line
+    assert 'zoo.load("mlp")' in card
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    assert config["model"] == "mlp" and config["sha256"] == sha256_file(folder / WEIGHTS_NAME)
+    assert config["recipe"]["optimizer"] == "sgd" and config["params"] == 203_530
+
+
+def test_tampered_weights_are_refused(tmp_path):
+    folder = zoo.save_checkpoint(_trained_like("softmax"), tmp_path / "ckpt")
+    weights = folder / WEIGHTS_NAME
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0xFF  # one flipped bit pattern in the last weight
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"does not match its recorded hash.*expected sha256 [0-9a-f]{64}, got [0-9a-f]{64}"):
+        zoo.load(folder)
+
+
+def test_num_classes_reinitialises_only_the_head(tmp_path, capsys):
+    model = _trained_like("resnet18")
+    folder = zoo.save_checkpoint(model, tmp_path / "r18")
+    five = zoo.load(folder, num_classes=5)
+    assert "head re-initialised for 5 classes" in capsys.readouterr().out
+    assert five.head.out_features == 5 and five.num_classes == 5
+    old, new = model.state_dict(), five.state_dict()
+    for key, value in new.items():
+        if key.startswith("head."):
+            assert value.shape != old[key].shape
+        else:
+            assert torch.equal(value, old[key]), key
+    assert five(torch.randn(2, 1, 96, 96)).shape == (2, 5)
+
+
+@pytest.mark.parametrize("name", ["lenet_bn", "softmax", "nin"])
+def test_in_chans_3_sees_a_replicated_gray_image_as_gray(tmp_path, images, name):
+    model = _trained_like(name)
+    folder = zoo.save_checkpoint(model, tmp_path / name)
+    rgb = zoo.load(folder, in_chans=3)
+    assert rgb.in_chans == 3
+    gray = model.eval()
+    x = zoo.Preprocess(input_size=gray.input_size, in_chans=1, mean=gray.mean, std=gray.std)(images)
+    torch.testing.assert_close(rgb(x.expand(-1, 3, -1, -1)), gray(x), rtol=1e-4, atol=1e-4)
+    # And back: a 3-channel checkpoint adapted to gray input.
+    back_folder = zoo.save_checkpoint(rgb, tmp_path / f"{name}-rgb")
+    torch.testing.assert_close(zoo.load(back_folder, in_chans=1)(x), gray(x), rtol=1e-4, atol=1e-4)
+
+
+def test_wrong_architecture_fails_clearly(tmp_path):
+    folder = zoo.save_checkpoint(_trained_like("lenet_bn"), tmp_path / "ckpt")
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    (folder / CONFIG_NAME).write_text(json.dumps({**config, "model": "resnet50"}))
+    with pytest.raises(CheckpointError, match="names the architecture 'resnet50'.*Did you mean 'resnet18'"):
+        zoo.load(folder)
+    (folder / CONFIG_NAME).write_text(json.dumps({**config, "model": "lenet", "kwargs": {}}))
+    with pytest.raises(CheckpointError, match=r"does not fit LeNet: .*(missing|unexpected|wrong shape)"):
+        zoo.load(folder)
+
+
+def test_no_weights_anywhere_says_what_to_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_MANIFEST", str(tmp_path / "empty.json"))
+    with pytest.raises(WeightsNotFoundError, match=r"no weights for 'resnet18'.*not in the local store.*zoo train resnet18"):
+        zoo.load("resnet18")
+    with pytest.raises(KeyError, match="Did you mean 'resnet18'"):
+        zoo.load("resnet-18")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        zoo.load(tmp_path / "missing" / "model.safetensors")
+
+
+def test_preprocess_takes_any_image(images):
+    pre = zoo.Preprocess(input_size=96, in_chans=1, mean=[0.286], std=[0.353])
+    gray = Image.fromarray(images[0, 0].numpy())
+    assert pre(gray).shape == (1, 1, 96, 96)
+    rgb = gray.convert("RGB").resize((50, 37))
+    rgba = rgb.convert("RGBA")
+    pal = rgb.convert("P")
+    wide = Image.fromarray(np.asarray(gray.resize((50, 37)), dtype=np.uint16) * 257)
+    assert wide.mode == "I;16"
+    batch = pre([rgb, rgba, pal, wide, gray.resize((50, 37))])
+    assert batch.shape == (5, 1, 96, 96) and torch.isfinite(batch).all()
+    # Colour that is really gray gives the gray result; 16-bit gives the 8-bit result.
+    torch.testing.assert_close(batch[0], batch[4], atol=2e-2, rtol=0)
+    torch.testing.assert_close(batch[3], batch[4], atol=1e-5, rtol=0)
+    assert pre(images).shape == (16, 1, 96, 96)  # uint8 (N, 1, 28, 28)
+    with pytest.raises(ValueError, match="1-, 3- or 4-channel image, got 2 channels"):
+        pre(torch.zeros(2, 28, 28, dtype=torch.uint8))
+
+
+def test_no_unsafe_unpickling_in_the_code():
+    sources = [*ROOT.joinpath("zoo").rglob("*.py"), *ROOT.joinpath("scripts").rglob("*.py")]
+    for path in sources:
+        for call in re.findall(r"torch\.load\([^)]*\)", path.read_text()):
+            assert "weights_only=True" in call, f"{path}: {call}"
+
+
+# ------------------------------------------------------------------------------------------ manifest
+def test_manifest_matches_the_real_files():
+    top = (ROOT / "checkpoints.json").read_text()
+    assert (ROOT / "zoo" / "checkpoints.json").read_text() == top  # the package's copy is the same
+    entries = read_manifest(ROOT / "checkpoints.json")
+    bundled = {e["model"] for e in entries.values() if e["bundled"]}
+    assert bundled == {"softmax", "mlp", "lenet", "lenet_bn"}
+    total = 0
+    for name in bundled:
+        entry, folder = entries[name], BUNDLED_DIR / name
+        weights = folder / WEIGHTS_NAME
+        assert sha256_file(weights) == entry["sha256"] and weights.stat().st_size == entry["size"]
+        assert entry["size"] <= 25 * 2**20
+        total += entry["size"]
+        model = zoo.load(name, source="bundled")
+        assert sum(p.numel() for p in model.parameters()) == entry["params"] == zoo.get_spec(name).book_params
+        config = json.loads((folder / CONFIG_NAME).read_text())
+        assert entry["metrics"]["test/acc"] == config["metrics"]["test/acc"]
+        assert entry["recipe"] == config["recipe"] and entry["hardware"] and entry["wall_time_s"] > 0
+    assert total <= 60 * 2**20
+
+
+def test_bundled_accuracy_is_what_the_bundled_file_scores():
+    # Re-measure one bundled model on the official test set: the manifest's number must be exact.
+    from zoo.train import evaluate
+
+    entry = read_manifest()["lenet"]
+    assert evaluate(zoo.load("lenet"))["test/acc"] == pytest.approx(entry["metrics"]["test/acc"], abs=1e-6)
+
+
+def _run_offline(code: str, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "ZOO_"))}
+    env.update({"HF_HUB_OFFLINE": "1", **env_extra})
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_bundled_model_loads_offline_in_a_fresh_process(tmp_path):
+    proc = _run_offline(
+        "import zoo; m = zoo.load('lenet'); print(m.checkpoint['source'], m.label_names[0], m.training)",
+        {"ZOO_HOME": str(tmp_path / "empty-home"), "HF_HOME": str(tmp_path / "empty-hf")},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["bundled", "T-shirt/top", "False"]
+
+
+def _fill_hf_cache(cache: Path, repo_id: str, folder: Path, commit: str) -> None:
+    """The Hugging Face cache layout as hf_hub_download leaves it."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for f in (CONFIG_NAME, WEIGHTS_NAME):
+        (snapshot / f).write_bytes((folder / f).read_bytes())
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+
+
+def test_hub_download_path_reads_the_hf_cache_offline(tmp_path):
+    folder = zoo.save_checkpoint(_trained_like("googlenet"), tmp_path / "googlenet")
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    _fill_hf_cache(tmp_path / "hf" / "hub", "d2l-zoo/googlenet", folder, commit)
+    from zoo.hub import manifest_entry, write_manifest
+
+    manifest = tmp_path / "checkpoints.json"
+    write_manifest([manifest_entry(folder, revision=commit)], [manifest])
+    code = ("import zoo, torch; m = zoo.load('googlenet'); print(m.checkpoint['source']); "
+            "torch.manual_seed(0); print(float(m(torch.randn(1, 1, 96, 96)).sum()))")  # fmt: skip
+    env = {"ZOO_MANIFEST": str(manifest), "ZOO_HOME": str(tmp_path / "home"), "HF_HOME": str(tmp_path / "hf")}
+    proc = _run_offline(code, env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    source, value = proc.stdout.split()
+    reference = zoo.load(folder)
+    torch.manual_seed(0)
+    expected = float(reference(torch.randn(1, 1, 96, 96)).sum())
+    assert source == "cache" and float(value) == pytest.approx(expected, rel=1e-6)
+    # A cached file that differs from the manifest's hash is refused.
+    (tmp_path / "hf" / "hub" / "models--d2l-zoo--googlenet" / "snapshots" / commit / WEIGHTS_NAME).write_bytes(
+        (zoo.save_checkpoint(_trained_like("googlenet", num_classes=10), tmp_path / "other") / WEIGHTS_NAME).read_bytes()
+        [:-8] + b"\0" * 8
+    )  # fmt: skip
+    proc = _run_offline(code, env)
+    assert proc.returncode != 0 and "does not match its recorded hash (checkpoints.json)" in proc.stderr
+
+
+def test_push_uploads_the_folder_and_pins_the_revision(tmp_path, monkeypatch, capsys):
+    from huggingface_hub import HfApi
+
+    from zoo.cli import main
+
+    calls = {}
+
+    class Commit:
+        oid = "fedcba9876543210fedcba9876543210fedcba98"
+        commit_url = "https://huggingface.co/me/lenet/commit/fedcba98"
+
+    # Only the network boundary is replaced.
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.setdefault("create", (repo_id, kw)))
+    def upload_folder(self, *, folder_path, repo_id, commit_message):
+        calls["upload"] = (sorted(p.name for p in Path(folder_path).iterdir()), repo_id)
+        return Commit()
+
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    manifest = tmp_path / "checkpoints.json"
+    manifest.write_text((ROOT / "checkpoints.json").read_text())
+    monkeypatch.setenv("ZOO_MANIFEST", str(manifest))
+
+    assert main(["push", "lenet", "--repo-id", "me/lenet", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would upload to https://huggingface.co/me/lenet" in out and "model.safetensors" in out and not calls
+
+    assert main(["push", "lenet", "--repo-id", "me/lenet"]) == 0
+    assert calls["create"][0] == "me/lenet"
+    assert calls["upload"] == (["README.md", "config.json", "model.safetensors"], "me/lenet")
+    entry = read_manifest(manifest)["lenet"]
+    assert entry["repo_id"] == "me/lenet" and entry["revision"] == Commit.oid and entry["bundled"]
