@@ -441,8 +441,9 @@ def _rebuild(model: Any, **changes: Any) -> Any:
 def _with_num_classes(model: Any, num_classes: int) -> Any:
     new = _rebuild(model, num_classes=num_classes, label_names=None)
     _load_strict(new, model.state_dict(), where=model.checkpoint["path"], skip_prefix="head.")
-    print(f"zoo.load: {model.model_name} head re-initialised for {num_classes} classes (checkpoint has {model.num_classes}); "
-          "every other layer loaded from the checkpoint")  # fmt: skip
+    # A warning, so it shows without any logging set-up (Python prints warnings to stderr).
+    log.warning("zoo.load: %s head re-initialised for %d classes (checkpoint has %d); every other layer loaded from the checkpoint",
+                model.model_name, num_classes, model.num_classes)  # fmt: skip
     return new
 
 

@@ -155,15 +155,19 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def create_model(name: str, *, pretrained: bool = False, **kwargs: Any) -> Any:
-    """Build a registered model with fresh weights, its recipe and input size from the registry.
+    """Build a registered model with its recipe and input size from the registry.
 
     ``kwargs`` go to the model's constructor (``num_classes``, ``in_chans``, ``recipe``, ...).
+    ``pretrained=True`` returns ``zoo.load(name, ...)`` instead: trained, verified weights, with only
+    ``num_classes``, ``in_chans`` and ``device`` allowed as changes.
     """
     if pretrained:
-        raise NotImplementedError(
-            "pretrained weights are not published yet; train them with `zoo train "
-            f"{name}` (checkpoint loading arrives with zoo.load)"
-        )
+        allowed = {"num_classes", "in_chans", "device"}
+        if set(kwargs) - allowed:
+            raise ValueError(f"with pretrained=True only {sorted(allowed)} can be changed, got {sorted(set(kwargs) - allowed)}")
+        from .hub import load
+
+        return load(name, **kwargs)
     spec = get_spec(name)
     kwargs.setdefault("recipe", spec.recipe)
     if spec.task == "classification":

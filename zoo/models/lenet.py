@@ -25,7 +25,10 @@ class LeNet(ImageClassifier):
     """
 
     fixed_input_size = True
-    default_recipe = Recipe(optimizer="adamw", lr=0.01, schedule="cosine", batch_size=128, epochs=10)
+    # The book: SGD with lr 0.9 (sigmoids learn slowly), 10 epochs (0.776). AdamW, one warm-up epoch
+    # then cosine, 30 epochs: 0.900 on the validation split (with crop/flip augmentation: 0.897).
+    default_recipe = Recipe(optimizer="adamw", lr=5e-3, weight_decay=0.05, schedule="cosine", warmup_epochs=1,
+                            batch_size=256, epochs=30)  # fmt: skip
 
     def __init__(self, *, batch_norm: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -59,7 +62,10 @@ def lenet(**kwargs: Any) -> LeNet:
 @register_model(
     input_size=28,
     chapter="8.5",
-    recipe=Recipe(optimizer="sgd", lr=0.1, momentum=0.9, schedule="cosine", batch_size=128, epochs=10),
+    # The book: SGD lr 0.1, 10 epochs (0.880). AdamW with crop/flip augmentation, 50 epochs: 0.9182 on
+    # the validation split (30 epochs: 0.9114; SGD with momentum: 0.9068; strong augmentation: 0.9086).
+    recipe=Recipe(optimizer="adamw", lr=0.01, weight_decay=0.05, schedule="cosine", warmup_epochs=1,
+                  augment="standard", batch_size=256, epochs=50),  # fmt: skip
     book_params=44_878,
     book_top1=0.880,
 )

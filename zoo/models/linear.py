@@ -61,7 +61,10 @@ class SoftmaxRegression(ImageClassifier):
     """One fully connected layer from the flattened pixels to the class scores (ch. 4.5)."""
 
     fixed_input_size = True
-    default_recipe = Recipe(optimizer="sgd", lr=0.1, momentum=0.0, batch_size=256, epochs=10)
+    # The book: plain SGD, lr 0.1, 10 epochs, no normalisation (0.834). AdamW with a cosine
+    # schedule on normalised pixels, 20 epochs, was the better of two recipes tried on the
+    # validation split (0.8548 vs 0.8508; README, "Pretrained weights").
+    default_recipe = Recipe(optimizer="adamw", lr=2e-3, weight_decay=1e-4, schedule="cosine", batch_size=256, epochs=20)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -79,7 +82,10 @@ class MLP(ImageClassifier):
     """
 
     fixed_input_size = True
-    default_recipe = Recipe(optimizer="sgd", lr=0.1, momentum=0.0, batch_size=256, epochs=10)
+    # The book: plain SGD, lr 0.1, 10 epochs (0.844). Momentum, a cosine schedule, weight decay and
+    # label smoothing over 30 epochs scored 0.9006 on the validation split (AdamW: 0.881).
+    default_recipe = Recipe(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, label_smoothing=0.1,
+                            schedule="cosine", batch_size=256, epochs=30)  # fmt: skip
 
     def __init__(self, *, hidden: Sequence[int] = (256,), dropout: float | Sequence[float] = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
