@@ -95,13 +95,14 @@ def book_batches(dataset, batch_size: int, device: torch.device, workers: int) -
             yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
-def rate(batches: Iterator, n: int, batch_size: int, device: torch.device, warmup: int = 2) -> float:
-    for _ in range(warmup):  # worker start-up, first-touch allocations
-        next(batches)
+def rate(step: Callable[[], Any], n: int, batch_size: int, device: torch.device, warmup: int = 2) -> float:
+    """Images per second of ``step`` (one batch each call), after ``warmup`` untimed calls."""
+    for _ in range(warmup):  # worker start-up, first-touch allocations, cudnn autotuning
+        step()
     sync(device)
     start = time.perf_counter()
     for _ in range(n):
-        next(batches)
+        step()
     sync(device)
     return n * batch_size / (time.perf_counter() - start)
 
@@ -167,14 +168,7 @@ def inference(model: zoo.ImageClassifier, device: torch.device, precision: str, 
     x = torch.randn(256, model.in_chans, s, s, device=device)
     one = x[:1].clone()
     with autocast(device, precision):
-        for _ in range(2):
-            model(x)
-        sync(device)
-        start = time.perf_counter()
-        for _ in range(batches):
-            model(x)
-        sync(device)
-        throughput = batches * 256 / (time.perf_counter() - start)
+        throughput = rate(lambda: model(x), batches, 256, device)
         latencies = []
         for _ in range(30):
             t = time.perf_counter()
@@ -233,8 +227,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         book = book_dataset(Path(tmp), size)
         if "data" in only:
-            results["data_zoo"] = rate(zoo_batches(dm), args.data_batches, args.batch_size, device)
-            results["data_book"] = rate(book_batches(book, args.batch_size, device, args.book_workers), args.data_batches, args.batch_size, device)
+            zoo_it, book_it = zoo_batches(dm), book_batches(book, args.batch_size, device, args.book_workers)
+            results["data_zoo"] = rate(lambda: next(zoo_it), args.data_batches, args.batch_size, device)
+            results["data_book"] = rate(lambda: next(book_it), args.data_batches, args.batch_size, device)
+            del zoo_it, book_it  # shut the book loader's workers down before timing training
             results["data_speedup"] = results["data_zoo"] / results["data_book"]
         if "train" in only:
             steps, warm = args.train_steps, args.warmup
@@ -246,8 +242,8 @@ def main() -> None:
                 plain.append(plain_loop(fresh_model(), zoo_batches(dm), steps, device, args.precision, warm))
             results["train_lightning"], results["train_plain"] = max(lightning), max(plain)
             results["train_runs"] = {"lightning": lightning, "plain": plain}
-            book_it = book_batches(book, args.batch_size, device, args.book_workers)
-            results["train_book"] = plain_loop(fresh_model(), book_it, steps, device, args.precision, warm)
+            book_train = book_batches(book, args.batch_size, device, args.book_workers)
+            results["train_book"] = plain_loop(fresh_model(), book_train, steps, device, args.precision, warm)
             results["lightning_vs_plain"] = results["train_plain"] / results["train_lightning"] - 1  # time overhead
             results["train_speedup_vs_book"] = results["train_lightning"] / results["train_book"]
     if "infer" in only:

@@ -127,8 +127,8 @@ def save_checkpoint(model: Any, folder: str | os.PathLike, *, metrics: dict[str,
 _CARD = """
 # d2l-zoo `{{ name }}`
 
-{{ description }} From chapter {{ chapter }} of *Dive into Deep Learning*, trained on Fashion-MNIST
-with [d2l-zoo](https://github.com/d2l-zoo/d2l-zoo).
+{{ description }} From chapter {{ chapter }} of *Dive into Deep Learning* (https://d2l.ai), trained on
+Fashion-MNIST with d2l-zoo.
 
 | | |
 |---|---|

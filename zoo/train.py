@@ -36,8 +36,8 @@ from .data.fashion_mnist import seed_torch
 from .hub import save_checkpoint, store_dir
 from .registry import Recipe, create_model, get_spec
 
-# Lightning advertises its cloud logger on every Trainer start; keep the console for our output.
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda record: "litlogger" not in record.getMessage())
+# Lightning advertises its cloud services ("💡 Tip: ...") on every Trainer start; keep the console for our output.
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda record: "💡 Tip" not in record.getMessage())
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 __all__ = ["train", "evaluate", "TrainResult", "BatchSeed", "find_resume_checkpoint", "keep_freed_memory_in_heap"]
