@@ -1,4 +1,5 @@
-# d2l-zoo: `make demo` sets everything up and trains LeNet; `make test` runs the test suite.
+# d2l-zoo: `make demo` sets everything up, trains LeNet briefly and evaluates the bundled pretrained
+# LeNet; `make test` runs the test suite.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DATA   := /usr/share/datasets/fashion-mnist
@@ -26,6 +27,7 @@ data:
 demo: setup data
 	$(VENV)/bin/zoo list
 	$(VENV)/bin/zoo train lenet --epochs 3
+	$(VENV)/bin/zoo eval lenet --source bundled
 
 test: setup data
 	$(PY) -m pytest -q

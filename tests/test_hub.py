@@ -260,3 +260,15 @@ def test_push_uploads_the_folder_and_pins_the_revision(tmp_path, monkeypatch, ca
     assert calls["upload"] == (["README.md", "config.json", "model.safetensors"], "me/lenet")
     entry = read_manifest(manifest)["lenet"]
     assert entry["repo_id"] == "me/lenet" and entry["revision"] == Commit.oid and entry["bundled"]
+
+
+def test_zoo_eval_scores_the_bundled_model(capsys):
+    from zoo.cli import main
+
+    assert main(["eval", "lenet", "--eval-limit", "1000"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("lenet (bundled: ")
+    top1 = float(out.split("test top-1 ")[1].split()[0])
+    assert top1 > 0.85  # the bundled LeNet scores 0.8982 on all 10,000
+    assert main(["eval", "resnet18"]) == 2
+    assert "Train them with `zoo train resnet18`" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The ``zoo`` command: ``zoo list``, ``zoo train`` and ``zoo push``."""
+"""The ``zoo`` command: ``zoo list``, ``zoo train``, ``zoo eval`` and ``zoo push``."""
 
 from __future__ import annotations
 
@@ -72,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-test", action="store_true", help="skip the final test-set evaluation")
     r.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
 
+    p_eval = sub.add_parser("eval", help="evaluate trained weights on Fashion-MNIST's test (or validation) set")
+    p_eval.add_argument("model", help="a model name (see `zoo.load`) or a checkpoint folder")
+    p_eval.add_argument("--split", choices=("test", "val"), default="test")
+    p_eval.add_argument("--source", choices=("bundled", "store", "cache", "hub"), help="where to take a named model's weights from")
+    p_eval.add_argument("--data-dir", help="folder with the four Fashion-MNIST .gz files")
+    p_eval.add_argument("--eval-limit", type=_positive_int, help="the first N images only")
+    p_eval.add_argument("--accelerator", default="auto")
+
     p_push = sub.add_parser("push", help="publish a checkpoint folder to the Hugging Face Hub")
     p_push.add_argument("target", help="a model name (its bundled or locally trained folder) or a checkpoint folder")
     p_push.add_argument("--repo-id", help="Hub repo (default: d2l-zoo/<model>)")
@@ -80,6 +88,21 @@ def build_parser() -> argparse.ArgumentParser:
     p_push.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved login)")
     p_push.add_argument("--no-manifest", action="store_true", help="do not pin the new revision in checkpoints.json")
     return parser
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .hub import load
+    from .train import evaluate
+
+    model = load(args.model, source=args.source)
+    scores = evaluate(model, split=args.split, data_dir=args.data_dir, eval_limit=args.eval_limit, accelerator=args.accelerator)
+    info = model.checkpoint
+    print(f"{model.model_name} ({info['source']}: {info['path']})")
+    print(f"  {args.split} top-1 {scores[f'{args.split}/acc']:.4f}   loss {scores[f'{args.split}/loss']:.4f}")
+    recorded = info.get("metrics", {}).get(f"{args.split}/acc")
+    if recorded is not None and args.eval_limit is None:
+        print(f"  recorded at training: {recorded:.4f}")
+    return 0
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -181,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .hub import CheckpointError, WeightsNotFoundError  # noqa: F401  (subclasses of the caught ones)
 
     try:
-        return {"list": cmd_list, "train": cmd_train, "push": cmd_push}[args.command](args)
+        return {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "push": cmd_push}[args.command](args)
     except (KeyError, DataNotFoundError, CorruptDataError, FileNotFoundError, ValueError) as err:
         # Bad input: one clear line, not a traceback (ZOO_DEBUG=1 shows the traceback).
         if os.environ.get("ZOO_DEBUG"):
