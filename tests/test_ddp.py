@@ -33,5 +33,6 @@ def test_two_process_ddp_trains_on_disjoint_shards_and_agrees(tmp_path):
     for key in w0:
         torch.testing.assert_close(w0[key], w1[key], rtol=0, atol=0, msg=f"{key} differs between the processes")
 
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["version_0"]  # both ranks wrote one run
     metrics = json.loads((tmp_path / "run" / "version_0" / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["test/acc"] > 0.5

@@ -39,6 +39,10 @@ from .registry import Recipe, create_model, get_spec
 # Lightning advertises its cloud services ("💡 Tip: ...") on every Trainer start; keep the console for our output.
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda record: "💡 Tip" not in record.getMessage())
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+# With OnExceptionCheckpoint present, Lightning looks for a "last" checkpoint to resume from even on
+# a fresh run (whose new version folder has none) and warns; here resuming is explicit (resume=).
+warnings.filterwarnings("ignore", message=r".*\.fit\(ckpt_path=\S*\)|.*there is no last checkpoint available")
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 __all__ = ["train", "evaluate", "TrainResult", "BatchSeed", "find_resume_checkpoint", "keep_freed_memory_in_heap"]
 
@@ -106,6 +110,21 @@ def _version_dirs(root: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+_RUN_DIR_ENV = "ZOO_RUN_DIR"
+
+
+def _new_run_dir(root: Path) -> Path:
+    """The next ``version_<n>`` under ``root``. A DDP process that Lightning started for a run
+    takes the run's folder from its environment instead, so every rank writes to the same place
+    (counting folders again could race with rank 0 creating its own)."""
+    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+        inherited = os.environ.get(_RUN_DIR_ENV)
+        if inherited:
+            return Path(inherited)
+    versions = _version_dirs(root)
+    return root / f"version_{int(versions[-1].name.split('_')[1]) + 1 if versions else 0}"
+
+
 def find_resume_checkpoint(root: Path) -> Path:
     """The newest ``last.ckpt`` under ``root`` (a run folder or a model's folder of versions)."""
     candidates = [root / "checkpoints" / "last.ckpt"] + [v / "checkpoints" / "last.ckpt" for v in reversed(_version_dirs(root))]
@@ -166,8 +185,8 @@ def train(
     from that checkpoint. ``train_limit``/``eval_limit`` train and evaluate on the first N images
     only (quick runs). ``command`` is recorded with the metrics (the CLI passes its own command
     line). The final weights are exported as a checkpoint folder to ``<run>/export`` and to the
-    local store, where ``zoo.load(model_name)`` finds them. Returns the run folder, the trained model and the metrics written to
-    ``metrics.json``.
+    local store, where ``zoo.load(model_name)`` finds them. Returns the run folder, the trained
+    model and the metrics written to ``metrics.json``.
     """
     spec = get_spec(model_name)
     root = Path(out_dir) if out_dir is not None else Path("runs") / model_name
@@ -184,7 +203,6 @@ def train(
         kwargs = dict(meta["kwargs"])
         recipe = Recipe.coerce(kwargs.pop("recipe", None), spec.recipe).replace(epochs=epochs)
         run_dir = ckpt_path.parent.parent
-        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
         seed = meta.get("seed", seed)
         train_limit = meta.get("train_limit", train_limit)
     else:
@@ -194,9 +212,7 @@ def train(
             weight_decay=weight_decay, label_smoothing=label_smoothing, augment=augment, precision=precision,
             eval_batch_size=eval_batch_size, channels_last=channels_last, compile=compile,
         )  # fmt: skip
-        versions = _version_dirs(root)
-        next_version = int(versions[-1].name.split("_")[1]) + 1 if versions else 0
-        run_dir = root / f"version_{next_version}"
+        run_dir = _new_run_dir(root)
 
     L.seed_everything(seed, workers=True, verbose=False)
     if torch.cuda.is_available():
@@ -211,10 +227,10 @@ def train(
     if spec.task == "regression":
         datamodule: L.LightningDataModule = SyntheticRegressionDataModule(batch_size=recipe.batch_size, seed=seed)
     else:
+        find_data_dir(data_dir, download=download)  # fail here, with the how-to-get-it message, before any Trainer starts
         datamodule = FashionMNISTDataModule.for_model(
             model, data_dir=data_dir, download=download, seed=seed, train_limit=train_limit, eval_limit=eval_limit, num_workers=num_workers
         )
-        find_data_dir(data_dir, download=download)  # fail here, with the how-to-get-it message, before any Trainer starts
 
     ckpt_dir = run_dir / "checkpoints"
     monitor = "val/acc" if spec.task == "classification" else "val/loss"
@@ -246,9 +262,7 @@ def train(
         benchmark=True,  # cudnn autotuning: every batch of a run has the same shape
     )
     previous_sigint = signal.getsignal(signal.SIGINT)
-    # With OnExceptionCheckpoint present Lightning looks for a "last" checkpoint to resume from
-    # even on a fresh run (the new version folder has none) and warns; resuming is explicit here.
-    warnings.filterwarnings("ignore", message=r".*\.fit\(ckpt_path=\S*\)|.*there is no last checkpoint available")
+    os.environ[_RUN_DIR_ENV] = str(run_dir)  # DDP processes Lightning starts later inherit it
     start = time.perf_counter()
     try:
         # Lightning unwraps a compiled module for checkpoints and keeps the compiled forward.
@@ -256,6 +270,8 @@ def train(
     finally:
         # Lightning ignores SIGINT while it shuts down after a Ctrl+C; give it back to the caller.
         signal.signal(signal.SIGINT, previous_sigint)
+        if "LOCAL_RANK" not in os.environ or os.environ.get("LOCAL_RANK") == "0":
+            os.environ.pop(_RUN_DIR_ENV, None)
     fit_seconds = time.perf_counter() - start
 
     metrics: dict[str, Any] = {
