@@ -1,4 +1,4 @@
-"""The ``zoo`` command: ``zoo list``, ``zoo train``, ``zoo eval`` and ``zoo push``."""
+"""The ``zoo`` command: ``zoo list | train | eval | finetune | predict | push``."""
 
 from __future__ import annotations
 
@@ -80,6 +80,32 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--eval-limit", type=_positive_int, help="the first N images only")
     p_eval.add_argument("--accelerator", default="auto")
 
+    p_ft = sub.add_parser("finetune", help="fine-tune a pretrained network on your image folder (root/<class>/*)")
+    p_ft.add_argument("--source", default="lenet", help="zoo model name or checkpoint folder (default lenet)")
+    p_ft.add_argument("--data", required=True, help="image folder: root/<class>/* or root/train|val/<class>/*")
+    p_ft.add_argument("--epochs", type=_positive_int, default=5)
+    p_ft.add_argument("--lr", type=float, default=1e-2, help="learning rate of the new head")
+    p_ft.add_argument("--backbone-lr-ratio", type=float, default=0.1, help="copied layers learn at lr x this (book: 0.1)")
+    p_ft.add_argument("--strategy", choices=("no_freeze", "freeze", "freeze_unfreeze"), default="no_freeze")
+    p_ft.add_argument("--unfreeze-epoch", type=int, default=1)
+    p_ft.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    p_ft.add_argument("--batch-size", type=_positive_int, default=32)
+    p_ft.add_argument("--val-fraction", type=float, default=0.2)
+    p_ft.add_argument("--no-hflip", action="store_true", help="no horizontal flips (digits, text)")
+    p_ft.add_argument("--no-augment", action="store_true")
+    p_ft.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping them")
+    p_ft.add_argument("--in-chans", type=int, choices=(1, 3), help="adapt the source to 1 or 3 input channels")
+    p_ft.add_argument("--seed", type=int, default=0)
+    p_ft.add_argument("--compare-scratch", action="store_true", help="also train the same network from scratch")
+    p_ft.add_argument("--out", default="runs/finetune")
+    p_ft.add_argument("--accelerator", default="auto")
+    p_ft.add_argument("--no-progress", action="store_true")
+
+    p_pred = sub.add_parser("predict", help="classify image files with a trained model")
+    p_pred.add_argument("--model", required=True, help="zoo model name or checkpoint folder")
+    p_pred.add_argument("--top-k", type=_positive_int, default=3)
+    p_pred.add_argument("images", nargs="+")
+
     p_push = sub.add_parser("push", help="publish a checkpoint folder to the Hugging Face Hub")
     p_push.add_argument("target", help="a model name (its bundled or locally trained folder) or a checkpoint folder")
     p_push.add_argument("--repo-id", help="Hub repo (default: d2l-zoo/<model>)")
@@ -102,6 +128,48 @@ def cmd_eval(args: argparse.Namespace) -> int:
     recorded = info.get("metrics", {}).get(f"{args.split}/acc")
     if recorded is not None and args.eval_limit is None:
         print(f"  recorded at training: {recorded:.4f}")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .finetune import finetune
+
+    r = finetune(
+        args.source, args.data, epochs=args.epochs, lr=args.lr, backbone_lr_ratio=args.backbone_lr_ratio,
+        strategy=args.strategy, unfreeze_epoch=args.unfreeze_epoch, optimizer=args.optimizer, batch_size=args.batch_size,
+        val_fraction=args.val_fraction, hflip=not args.no_hflip, augment="none" if args.no_augment else "standard",
+        strict=args.strict, seed=args.seed, in_chans=args.in_chans, compare_scratch=args.compare_scratch,
+        out_dir=args.out, accelerator=args.accelerator, progress_bar=not args.no_progress,
+    )  # fmt: skip
+    print(f"\nfine-tuned {r['source']} on {len(r['classes'])} classes ({r['train_images']} training, {r['val_images']} validation images), {r['epochs']} epochs")
+    print(f"  val/acc fine-tuned    {r['val_acc']:.4f}")
+    if "scratch_val_acc" in r:
+        print(f"  val/acc from scratch  {r['scratch_val_acc']:.4f}  (same network, data, epochs, optimizer, seed)")
+    print(f"  exported: {r['export']}   try: zoo predict --model {r['export']} IMAGE...")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    from .hub import load
+
+    model = load(args.model)
+    k = min(args.top_k, model.num_classes)
+    for path in args.images:
+        try:
+            with Image.open(path) as img:
+                img.load()
+                x = model.preprocess(img)
+        except (FileNotFoundError, UnidentifiedImageError, OSError) as err:
+            print(f"zoo: error: cannot read image {path}: {err}", file=sys.stderr)
+            return 2
+        with torch.no_grad():
+            probs = model(x).softmax(-1)[0]
+        top = probs.topk(k)
+        labels = ", ".join(f"{model.label_names[i]} {p:.3f}" for p, i in zip(top.values.tolist(), top.indices.tolist()))
+        print(f"{path}: {labels}")
     return 0
 
 
@@ -204,8 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .hub import CheckpointError, WeightsNotFoundError  # noqa: F401  (subclasses of the caught ones)
 
     try:
-        return {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "push": cmd_push}[args.command](args)
-    except (KeyError, DataNotFoundError, CorruptDataError, FileNotFoundError, ValueError) as err:
+        commands = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "finetune": cmd_finetune, "predict": cmd_predict, "push": cmd_push}
+        return commands[args.command](args)
+    except (KeyError, DataNotFoundError, CorruptDataError, FileNotFoundError, ValueError) as err:  # FolderError is a ValueError
         # Bad input: one clear line, not a traceback (ZOO_DEBUG=1 shows the traceback).
         if os.environ.get("ZOO_DEBUG"):
             raise

@@ -38,6 +38,7 @@ __all__ = [
     "save_checkpoint",
     "load",
     "load_checkpoint",
+    "with_new_head",
     "read_manifest",
     "manifest_entry",
     "write_manifest",
@@ -423,7 +424,7 @@ def load(
     if in_chans is not None and in_chans != model.in_chans:
         model = _with_in_chans(model, in_chans)
     if num_classes is not None and num_classes != model.num_classes:
-        model = _with_num_classes(model, num_classes)
+        model = with_new_head(model, num_classes)
     if device is not None:
         model = model.to(device)
     model.eval()
@@ -438,11 +439,13 @@ def _rebuild(model: Any, **changes: Any) -> Any:
     return new
 
 
-def _with_num_classes(model: Any, num_classes: int) -> Any:
-    new = _rebuild(model, num_classes=num_classes, label_names=None)
+def with_new_head(model: Any, num_classes: int, *, label_names: list[str] | None = None) -> Any:
+    """The same network with a freshly initialised head for ``num_classes``; every other weight is
+    copied strictly from ``model`` (the book's fine-tuning steps 2 and 3)."""
+    new = _rebuild(model, num_classes=num_classes, label_names=list(label_names) if label_names else None)
     _load_strict(new, model.state_dict(), where=model.checkpoint["path"], skip_prefix="head.")
     # A warning, so it shows without any logging set-up (Python prints warnings to stderr).
-    log.warning("zoo.load: %s head re-initialised for %d classes (checkpoint has %d); every other layer loaded from the checkpoint",
+    log.warning("zoo: %s head re-initialised for %d classes (checkpoint has %d); every other layer loaded from the checkpoint",
                 model.model_name, num_classes, model.num_classes)  # fmt: skip
     return new
 

@@ -1,0 +1,258 @@
+"""FineTuner: the book's four-step fine-tuning recipe (ch. 13.2) as a LightningModule.
+
+1. a source model pretrained on the source data (a zoo name or checkpoint folder);
+2. a target model that copies all of its design and parameters except the output layer;
+3. a new output layer sized to the target classes, randomly initialised;
+4. training on the target data, the copied layers at a smaller learning rate than the new head.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import BaseFinetuning
+from torchmetrics.classification import MulticlassAccuracy
+
+from .hub import load, with_new_head
+from .registry import create_model
+
+__all__ = ["FineTuner", "BackboneFreeze", "STRATEGIES"]
+
+STRATEGIES = ("no_freeze", "freeze", "freeze_unfreeze")
+
+
+class FineTuner(L.LightningModule):
+    """Fine-tune a pretrained zoo network on new classes.
+
+    Args:
+        source: a zoo model name ("lenet", resolved like :func:`zoo.load`) or a checkpoint folder.
+        num_classes: number of target classes; the head is always new (step 3).
+        label_names: names of the target classes, kept in the exported checkpoint.
+        lr: learning rate of the new head.
+        backbone_lr_ratio: the copied layers learn at ``lr * backbone_lr_ratio`` (the book: 0.1).
+        strategy: "no_freeze" (the book's: everything trains from the start), "freeze" (only the
+            head trains; the backbone, BatchNorm statistics included, stays as loaded) or
+            "freeze_unfreeze" (head only until ``unfreeze_epoch``, then the backbone joins at its
+            smaller rate). The freezing is Lightning's ``BaseFinetuning``: add
+            :meth:`finetuning_callback` to the Trainer's callbacks.
+        unfreeze_epoch: epoch at which "freeze_unfreeze" unfreezes the backbone.
+        optimizer: "adamw" or "sgd" (momentum 0.9).
+        weight_decay: on weights only, as in every zoo model.
+        in_chans: adapt the source's first layer to 1 or 3 channels (see :func:`zoo.load`).
+        pretrained: False trains the same network from scratch (the baseline of ``--compare-scratch``);
+            every parameter then learns at ``lr``.
+    """
+
+    def __init__(
+        self,
+        *,
+        source: str | os.PathLike = "lenet",
+        num_classes: int,
+        label_names: Sequence[str] | None = None,
+        lr: float = 1e-3,
+        backbone_lr_ratio: float = 0.1,
+        strategy: str = "no_freeze",
+        unfreeze_epoch: int = 1,
+        optimizer: str = "adamw",
+        weight_decay: float = 1e-4,
+        in_chans: int | None = None,
+        pretrained: bool = True,
+    ) -> None:
+        super().__init__()
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        if optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
+        if not 0.0 <= backbone_lr_ratio <= 1.0:
+            raise ValueError(f"backbone_lr_ratio must be between 0 and 1, got {backbone_lr_ratio}")
+        if label_names is not None and len(label_names) != num_classes:
+            raise ValueError(f"label_names has {len(label_names)} names for {num_classes} classes")
+        self.save_hyperparameters()
+        source_model = load(str(source), in_chans=in_chans)  # step 1, verified and strict
+        if pretrained:
+            # Steps 2 and 3: every parameter copied, a fresh head (even for as many classes as before).
+            self.model = with_new_head(source_model, num_classes, label_names=label_names)
+        else:
+            kwargs = {**source_model.zoo_kwargs, "num_classes": num_classes, "label_names": list(label_names) if label_names else None}
+            self.model = create_model(source_model.model_name, **kwargs)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+
+    # The DataModule and the exporter read these off the target model.
+    @property
+    def backbone(self) -> torch.nn.Module:
+        return self.model.backbone
+
+    @property
+    def head(self) -> torch.nn.Module:
+        return self.model.head
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("input_size", "in_chans", "mean", "std", "label_names", "model_name", "num_classes"):
+            return getattr(self.model, name)
+        return super().__getattr__(name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.train_acc.update(logits, y)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/acc", self.train_acc.compute(), prog_bar=True)
+        self.train_acc.reset()
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.val_acc.update(logits, y)
+        self.log("val/loss", F.cross_entropy(logits, y), prog_bar=True)
+        self.log("val/acc", self.val_acc, prog_bar=True)
+
+    # ---------------------------------------------------------------------------------- optimiser
+    def backbone_lr(self) -> float:
+        h = self.hparams
+        return h.lr * (h.backbone_lr_ratio if h.pretrained else 1.0)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        h = self.hparams
+        groups = _groups(self.head.parameters(), h.lr, h.weight_decay)
+        # A frozen backbone stays out until BaseFinetuning adds it (freeze_unfreeze).
+        groups += _groups((p for p in self.backbone.parameters() if p.requires_grad), self.backbone_lr(), h.weight_decay)
+        if h.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=h.lr, momentum=0.9)
+        return torch.optim.AdamW(groups, lr=h.lr)
+
+    def finetuning_callback(self) -> "BackboneFreeze | None":
+        """The Lightning callback that implements ``strategy`` (None for "no_freeze")."""
+        h = self.hparams
+        if h.strategy == "no_freeze" or not h.pretrained:
+            return None
+        unfreeze = h.unfreeze_epoch if h.strategy == "freeze_unfreeze" else None
+        return BackboneFreeze(unfreeze_epoch=unfreeze, backbone_lr=self.backbone_lr(), weight_decay=h.weight_decay)
+
+
+def _groups(params: Any, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+    # Weights decay, biases and norm parameters do not (as ImageClassifier.parameter_groups).
+    params = list(params)
+    decay = [p for p in params if p.ndim > 1]
+    rest = [p for p in params if p.ndim <= 1]
+    return [g for g in ({"params": decay, "lr": lr, "weight_decay": weight_decay}, {"params": rest, "lr": lr, "weight_decay": 0.0}) if g["params"]]
+
+
+class BackboneFreeze(BaseFinetuning):
+    """Freeze the backbone before training; with ``unfreeze_epoch``, unfreeze it from that epoch on
+    and add it to the optimizer at ``backbone_lr``.
+
+    Frozen means no gradients *and* BatchNorm layers in eval mode, so their running statistics stay
+    the source's. (BaseFinetuning.freeze(train_bn=False) instead switches track_running_stats off,
+    which makes the exported model normalise with batch statistics at inference.)
+
+    The check is "from that epoch on", not "at that epoch": a run resumed from a checkpoint written
+    after the unfreeze finds its backbone frozen again by ``freeze_before_training`` and must thaw it;
+    BaseFinetuning's own state restores the optimizer's parameter groups.
+    """
+
+    def __init__(self, *, unfreeze_epoch: int | None, backbone_lr: float, weight_decay: float) -> None:
+        super().__init__()
+        self.unfreeze_epoch, self.backbone_lr, self.weight_decay = unfreeze_epoch, backbone_lr, weight_decay
+
+    @staticmethod
+    def _frozen(pl_module: L.LightningModule) -> bool:
+        return not any(p.requires_grad for p in pl_module.backbone.parameters())
+
+    def freeze_before_training(self, pl_module: L.LightningModule) -> None:
+        for p in pl_module.backbone.parameters():
+            p.requires_grad = False
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self._frozen(pl_module):
+            for module in pl_module.backbone.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
+    def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer: torch.optim.Optimizer) -> None:
+        if self.unfreeze_epoch is None or epoch < self.unfreeze_epoch or not self._frozen(pl_module):
+            return
+        self.make_trainable(pl_module.backbone)
+        pl_module.backbone.train()
+        present = {id(p) for g in optimizer.param_groups for p in g["params"]}  # resumed runs have them already
+        new = [p for p in pl_module.backbone.parameters() if id(p) not in present]
+        for group in _groups(new, self.backbone_lr, self.weight_decay):
+            optimizer.add_param_group(group)
+
+
+def finetune(
+    source: str | os.PathLike,
+    data: str | os.PathLike,
+    *,
+    epochs: int = 5,
+    lr: float = 1e-2,
+    backbone_lr_ratio: float = 0.1,
+    strategy: str = "no_freeze",
+    unfreeze_epoch: int = 1,
+    optimizer: str = "adamw",
+    batch_size: int = 32,
+    val_fraction: float = 0.2,
+    hflip: bool = True,
+    augment: str = "standard",
+    strict: bool = False,
+    seed: int = 0,
+    in_chans: int | None = None,
+    compare_scratch: bool = False,
+    out_dir: str | os.PathLike = "runs/finetune",
+    accelerator: str = "auto",
+    progress_bar: bool = True,
+    callbacks: Sequence[L.Callback] = (),
+) -> dict[str, Any]:
+    """Fine-tune ``source`` on the image folder ``data`` and export the result to ``<out_dir>/export``.
+
+    With ``compare_scratch`` the same network is also trained from scratch with the same data,
+    epochs, optimizer and seed, and both validation accuracies are returned.
+    """
+    from pathlib import Path
+
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from .data.folder import ImageFolderDataModule
+    from .hub import save_checkpoint
+
+    out = Path(out_dir)
+    probe = load(str(source), in_chans=in_chans)  # the source's input size, channels, normalisation
+    datamodule = ImageFolderDataModule.for_model(probe, data, batch_size=batch_size, val_fraction=val_fraction,
+                                                 seed=seed, augment=augment, hflip=hflip, strict=strict)  # fmt: skip
+    datamodule.setup()
+    results: dict[str, Any] = {"source": str(source), "classes": datamodule.classes, "train_images": len(datamodule.train_set),
+                               "val_images": len(datamodule.val_set), "epochs": epochs}  # fmt: skip
+
+    def run(pretrained: bool, folder: Path) -> tuple[FineTuner, float]:
+        L.seed_everything(seed, workers=True, verbose=False)
+        module = FineTuner(source=source, num_classes=len(datamodule.classes), label_names=datamodule.classes, lr=lr,
+                           backbone_lr_ratio=backbone_lr_ratio, strategy=strategy, unfreeze_epoch=unfreeze_epoch,
+                           optimizer=optimizer, in_chans=in_chans, pretrained=pretrained)  # fmt: skip
+        extra = [cb for cb in (module.finetuning_callback(),) if cb is not None]
+        trainer = L.Trainer(
+            max_epochs=epochs, accelerator=accelerator, devices=1, logger=False, enable_progress_bar=progress_bar,
+            enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
+            callbacks=[ModelCheckpoint(dirpath=folder / "checkpoints", save_last=True, save_top_k=0), *extra, *callbacks],
+        )  # fmt: skip
+        trainer.fit(module, datamodule=datamodule, weights_only=True)
+        return module, float(trainer.callback_metrics["val/acc"])
+
+    tuned, results["val_acc"] = run(True, out)
+    export = save_checkpoint(tuned.model, out / "export", metrics={"val/acc": results["val_acc"]},
+                             training={"finetuned_from": str(source), "epochs": epochs, "lr": lr, "backbone_lr_ratio": backbone_lr_ratio,
+                                       "strategy": strategy, "seed": seed, "data": str(data)})  # fmt: skip
+    results["export"] = str(export)
+    if compare_scratch:
+        _, results["scratch_val_acc"] = run(False, out / "scratch")
+    return results
