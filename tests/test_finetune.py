@@ -149,3 +149,27 @@ def test_finetune_learns_exports_and_predicts(tmp_path, fmnist, capsys):
     assert lines[0].startswith(f"{shoe}: footwear ") and lines[1].startswith(f"{tmp_path / 'bag.jpg'}: other ")
     assert main(["predict", "--model", result["export"], str(tmp_path / "missing.png")]) == 2
     assert "cannot read image" in capsys.readouterr().err
+
+
+def test_timm_source_finetunes_exports_and_loads(tmp_path, fmnist):
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    reference = timm.create_model("resnet18", pretrained=False)  # stands in for downloaded weights (offline)
+    weights = tmp_path / "resnet18.safetensors"
+    save_file(reference.state_dict(), str(weights))
+    tuner = FineTuner(source="timm:resnet18", num_classes=3, in_chans=1, input_size=32, timm_weights=str(weights))
+    assert torch.equal(tuner.backbone.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
+    # timm adapts the RGB stem to gray by summing over colour, like zoo.load(in_chans=1).
+    torch.testing.assert_close(tuner.backbone.conv1.weight, reference.conv1.weight.sum(1, keepdim=True))
+    assert tuner.head.out_features == 3 and tuner.input_size == 32
+
+    data = make_folder(tmp_path / "data", fmnist, 16)
+    result = finetune("timm:resnet18", data, epochs=1, in_chans=1, input_size=32, timm_weights=str(weights),
+                      batch_size=16, out_dir=tmp_path / "run", progress_bar=False)  # fmt: skip
+    model = zoo.load(result["export"])
+    assert model.model_name == "timm" and model.label_names == ["footwear", "other", "tops"]
+    x = model.preprocess(Image.fromarray(fmnist["test_images"][0].numpy()))
+    assert x.shape == (1, 1, 32, 32) and model(x).shape == (1, 3)
+    assert "timm" not in zoo.list_models() and "timm" in zoo.list_models(external=True)

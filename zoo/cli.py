@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--accelerator", default="auto")
 
     p_ft = sub.add_parser("finetune", help="fine-tune a pretrained network on your image folder (root/<class>/*)")
-    p_ft.add_argument("--source", default="lenet", help="zoo model name or checkpoint folder (default lenet)")
+    p_ft.add_argument("--source", default="lenet", help="zoo model name, checkpoint folder, or timm:<name> (default lenet)")
     p_ft.add_argument("--data", required=True, help="image folder: root/<class>/* or root/train|val/<class>/*")
     p_ft.add_argument("--epochs", type=_positive_int, default=5)
     p_ft.add_argument("--lr", type=float, default=1e-2, help="learning rate of the new head")
@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_ft.add_argument("--no-augment", action="store_true")
     p_ft.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping them")
     p_ft.add_argument("--in-chans", type=int, choices=(1, 3), help="adapt the source to 1 or 3 input channels")
+    p_ft.add_argument("--input-size", type=_positive_int, help="timm sources: image side (default: timm's)")
+    p_ft.add_argument("--timm-weights", help="timm sources: a local weights file (offline machines)")
     p_ft.add_argument("--seed", type=int, default=0)
     p_ft.add_argument("--compare-scratch", action="store_true", help="also train the same network from scratch")
     p_ft.add_argument("--out", default="runs/finetune")
@@ -138,7 +140,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         args.source, args.data, epochs=args.epochs, lr=args.lr, backbone_lr_ratio=args.backbone_lr_ratio,
         strategy=args.strategy, unfreeze_epoch=args.unfreeze_epoch, optimizer=args.optimizer, batch_size=args.batch_size,
         val_fraction=args.val_fraction, hflip=not args.no_hflip, augment="none" if args.no_augment else "standard",
-        strict=args.strict, seed=args.seed, in_chans=args.in_chans, compare_scratch=args.compare_scratch,
+        strict=args.strict, seed=args.seed, in_chans=args.in_chans, input_size=args.input_size,
+        timm_weights=args.timm_weights, compare_scratch=args.compare_scratch,
         out_dir=args.out, accelerator=args.accelerator, progress_bar=not args.no_progress,
     )  # fmt: skip
     print(f"\nfine-tuned {r['source']} on {len(r['classes'])} classes ({r['train_images']} training, {r['val_images']} validation images), {r['epochs']} epochs")

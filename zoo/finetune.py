@@ -43,6 +43,8 @@ class FineTuner(L.LightningModule):
         optimizer: "adamw" or "sgd" (momentum 0.9).
         weight_decay: on weights only, as in every zoo model.
         in_chans: adapt the source's first layer to 1 or 3 channels (see :func:`zoo.load`).
+        input_size: for a timm source, the side its images are resized to (default: timm's).
+        timm_weights: for a timm source ("timm:<name>"), a local weights file (offline machines).
         pretrained: False trains the same network from scratch (the baseline of ``--compare-scratch``);
             every parameter then learns at ``lr``.
     """
@@ -61,6 +63,8 @@ class FineTuner(L.LightningModule):
         weight_decay: float = 1e-4,
         in_chans: int | None = None,
         pretrained: bool = True,
+        input_size: int | None = None,
+        timm_weights: str | None = None,
     ) -> None:
         super().__init__()
         if strategy not in STRATEGIES:
@@ -72,7 +76,7 @@ class FineTuner(L.LightningModule):
         if label_names is not None and len(label_names) != num_classes:
             raise ValueError(f"label_names has {len(label_names)} names for {num_classes} classes")
         self.save_hyperparameters()
-        source_model = load(str(source), in_chans=in_chans)  # step 1, verified and strict
+        source_model = load_source(source, in_chans=in_chans, input_size=input_size, timm_weights=timm_weights)  # step 1
         if pretrained:
             # Steps 2 and 3: every parameter copied, a fresh head (even for as many classes as before).
             self.model = with_new_head(source_model, num_classes, label_names=label_names)
@@ -139,6 +143,18 @@ class FineTuner(L.LightningModule):
             return None
         unfreeze = h.unfreeze_epoch if h.strategy == "freeze_unfreeze" else None
         return BackboneFreeze(unfreeze_epoch=unfreeze, backbone_lr=self.backbone_lr(), weight_decay=h.weight_decay)
+
+
+def load_source(source: str | os.PathLike, *, in_chans: int | None = None, input_size: int | None = None,
+                timm_weights: str | None = None) -> Any:  # fmt: skip
+    """The pretrained source: "timm:<name>" through timm, anything else through zoo.load (verified, strict)."""
+    if str(source).startswith("timm:"):
+        from .models.external import timm_source
+
+        return timm_source(str(source)[5:], in_chans=in_chans, input_size=input_size, weights=timm_weights)
+    if input_size is not None or timm_weights is not None:
+        raise ValueError("input_size and timm_weights apply to timm sources only (source='timm:<name>')")
+    return load(str(source), in_chans=in_chans)
 
 
 def _groups(params: Any, lr: float, weight_decay: float) -> list[dict[str, Any]]:
@@ -208,6 +224,8 @@ def finetune(
     strict: bool = False,
     seed: int = 0,
     in_chans: int | None = None,
+    input_size: int | None = None,
+    timm_weights: str | None = None,
     compare_scratch: bool = False,
     out_dir: str | os.PathLike = "runs/finetune",
     accelerator: str = "auto",
@@ -227,7 +245,7 @@ def finetune(
     from .hub import save_checkpoint
 
     out = Path(out_dir)
-    probe = load(str(source), in_chans=in_chans)  # the source's input size, channels, normalisation
+    probe = load_source(source, in_chans=in_chans, input_size=input_size, timm_weights=timm_weights)  # its input size, channels, normalisation
     datamodule = ImageFolderDataModule.for_model(probe, data, batch_size=batch_size, val_fraction=val_fraction,
                                                  seed=seed, augment=augment, hflip=hflip, strict=strict)  # fmt: skip
     datamodule.setup()
@@ -238,7 +256,8 @@ def finetune(
         L.seed_everything(seed, workers=True, verbose=False)
         module = FineTuner(source=source, num_classes=len(datamodule.classes), label_names=datamodule.classes, lr=lr,
                            backbone_lr_ratio=backbone_lr_ratio, strategy=strategy, unfreeze_epoch=unfreeze_epoch,
-                           optimizer=optimizer, in_chans=in_chans, pretrained=pretrained)  # fmt: skip
+                           optimizer=optimizer, in_chans=in_chans, pretrained=pretrained, input_size=input_size,
+                           timm_weights=timm_weights)  # fmt: skip
         extra = [cb for cb in (module.finetuning_callback(),) if cb is not None]
         trainer = L.Trainer(
             max_epochs=epochs, accelerator=accelerator, devices=1, logger=False, enable_progress_bar=progress_bar,

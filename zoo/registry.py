@@ -135,10 +135,11 @@ def _ensure_loaded() -> None:
     from . import models  # noqa: F401
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching an fnmatch pattern (``"res*"``), in the book's order."""
+def list_models(pattern: str = "*", *, external: bool = False) -> list[str]:
+    """Registered model names matching an fnmatch pattern (``"res*"``), in the book's order.
+    ``external=True`` adds the adapters that are not the book's networks (``timm``)."""
     _ensure_loaded()
-    return [name for name in _REGISTRY if fnmatch.fnmatch(name, pattern)]
+    return [n for n, s in _REGISTRY.items() if fnmatch.fnmatch(n, pattern) and (external or s.task != "external")]
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -170,7 +171,7 @@ def create_model(name: str, *, pretrained: bool = False, **kwargs: Any) -> Any:
         return load(name, **kwargs)
     spec = get_spec(name)
     kwargs.setdefault("recipe", spec.recipe)
-    if spec.task == "classification":
+    if spec.task in ("classification", "external"):
         kwargs.setdefault("input_size", spec.input_size)
     model = spec.builder(**kwargs)
     # Name + arguments rebuild this exact architecture: they are what a checkpoint's config.json holds.

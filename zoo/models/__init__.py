@@ -8,5 +8,6 @@ from .nin import NiN
 from .googlenet import GoogLeNet
 from .resnet import ResNet
 from .densenet import DenseNet
+from .external import TimmClassifier
 
-__all__ = ["LinearRegression", "SoftmaxRegression", "MLP", "LeNet", "AlexNet", "VGG", "NiN", "GoogLeNet", "ResNet", "DenseNet"]
+__all__ = ["LinearRegression", "SoftmaxRegression", "MLP", "LeNet", "AlexNet", "VGG", "NiN", "GoogLeNet", "ResNet", "DenseNet", "TimmClassifier"]
