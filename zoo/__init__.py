@@ -12,6 +12,7 @@ from .data import FashionMNISTDataModule, SyntheticRegressionDataModule
 from .registry import ModelSpec, Recipe, create_model, get_spec, list_models, register_model
 from .hub import CheckpointError, WeightsNotFoundError, load, save_checkpoint
 from .data.preprocess import Preprocess
+from .finetune import FineTuner
 from . import models  # noqa: F401  (registers every model)
 
 __version__ = "0.1.0"
@@ -22,6 +23,7 @@ __all__ = [
     "CheckpointError",
     "WeightsNotFoundError",
     "Preprocess",
+    "FineTuner",
     "ImageClassifier",
     "FashionMNISTDataModule",
     "SyntheticRegressionDataModule",
