@@ -1,0 +1,185 @@
+#!/usr/bin/env python
+"""Retrain (or re-evaluate) every model with its recipe and rewrite the leaderboard.
+
+    python scripts/reproduce_leaderboard.py --quick                         # whole pipeline, minutes on CPU
+    python scripts/reproduce_leaderboard.py --models softmax,mlp,lenet,lenet_bn --eval-only
+    python scripts/reproduce_leaderboard.py --models alexnet,vgg11,nin,googlenet,resnet18,densenet \\
+        --accelerator gpu --precision bf16-mixed --channels-last            # the GPU rows
+
+For each selected model: train with the registry recipe (exporting the checkpoint folder to the
+local store), or with --eval-only load the existing checkpoint; evaluate the final weights with the
+one shared routine (zoo.train.evaluate) on the official 10,000 test images and the validation
+split; draw its training curves and test confusion matrix (results/plots/); then write
+results/leaderboard.csv, the README table between its markers, and checkpoints.json. A model that
+fails is reported and the others go on (exit status 1 at the end). --quick trains a few steps on
+small subsets and writes results/leaderboard-quick.csv only: it proves the pipeline, not a number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import shlex
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+
+import torch  # noqa: E402
+
+import zoo  # noqa: E402
+from zoo.hub import BUNDLED_DIR, CONFIG_NAME, store_dir, write_manifest  # noqa: E402
+from zoo.report import (  # noqa: E402
+    confusion_matrix,
+    leaderboard_markdown,
+    plot_confusion,
+    plot_curves,
+    read_leaderboard_csv,
+    replace_between_markers,
+    write_leaderboard_csv,
+)
+from zoo.train import evaluate, train  # noqa: E402
+
+QUICK = dict(epochs=1, max_steps=8, train_limit=2048, eval_limit=500)
+
+
+def select(patterns: str) -> list[str]:
+    names = [n for n in zoo.list_models() if zoo.get_spec(n).task == "classification"]
+    chosen = [n for n in names if any(fnmatch.fnmatch(n, p.strip()) for p in patterns.split(","))]
+    if not chosen:
+        raise SystemExit(f"no classifier matches {patterns!r}; classifiers: {', '.join(names)}")
+    return chosen
+
+
+def log_dirs(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+
+
+def find_run_logs(name: str, roots: list[Path]) -> list[Path]:
+    """The CSV logs of the newest run of ``name`` under any of ``roots`` (for --eval-only plots)."""
+    for root in roots:
+        runs = sorted((root / name).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+        if runs and log_dirs(runs[-1]):
+            return log_dirs(runs[-1])
+    return []
+
+
+def run_one(name: str, args: argparse.Namespace, command: str) -> dict:
+    spec = zoo.get_spec(name)
+    quick = QUICK if args.quick else {}
+    eval_limit = quick.get("eval_limit")
+    if args.eval_only:
+        model = zoo.load(name)
+        config = json.loads((Path(model.checkpoint["path"]) / CONFIG_NAME).read_text())
+        training = config.get("training", {})
+        logs = find_run_logs(name, [Path(args.out), ROOT / "runs" / "bundle", ROOT / "runs"])
+        row_command = training.get("command") or ""
+        wall, hardware, seed, date = training.get("fit_seconds"), training.get("device"), training.get("seed"), training.get("date")
+        epochs = model.recipe.epochs
+    else:
+        overrides = {k: v for k, v in dict(precision=args.precision, channels_last=args.channels_last or None,
+                                          compile=args.compile or None).items() if v is not None}  # fmt: skip
+        result = train(name, seed=args.seed, accelerator=args.accelerator, devices=args.devices, out_dir=Path(args.out) / name,
+                       progress_bar=not args.no_progress, command=command, **overrides, **quick)  # fmt: skip
+        model, m = result.model, result.metrics
+        logs = log_dirs(result.run_dir)
+        row_command = command
+        wall, hardware, seed, date, epochs = m["fit_seconds"], m["device"], m["seed"], m["date"], m["epochs"]
+    test = evaluate(model, eval_limit=eval_limit, accelerator=args.accelerator)
+    val = evaluate(model, split="val", eval_limit=eval_limit, accelerator=args.accelerator)
+    plots = Path(args.plots)
+    if logs:
+        plot_curves(logs, plots / f"{name}-curves.png", f"{name}: training curves")
+    device = "cuda" if torch.cuda.is_available() and args.accelerator != "cpu" else "cpu"
+    matrix = confusion_matrix(model, eval_limit=eval_limit, device=device)
+    plot_confusion(matrix, model.label_names, plots / f"{name}-confusion.png", f"{name}: test confusion matrix")
+    assert int(matrix.sum()) == (eval_limit or 10_000)
+    top1 = test["test/acc"]
+    return {
+        "model": name, "input_size": model.input_size, "params": sum(p.numel() for p in model.parameters()),
+        "epochs": epochs, "test_top1": f"{top1:.4f}", "book_top1": f"{spec.book_top1:.3f}",
+        "difference": f"{top1 - spec.book_top1:+.4f}", "val_top1": f"{val['val/acc']:.4f}",
+        "wall_time_s": f"{float(wall or 0):.1f}", "hardware": hardware or "", "precision": model.recipe.precision,
+        "seed": seed if seed is not None else "", "date": date or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": row_command,
+    }  # fmt: skip
+
+
+def update_readme(rows: dict[str, dict]) -> None:
+    readme = ROOT / "README.md"
+    order = zoo.list_models()
+    ranked = [rows[n] for n in order if n in rows]
+    waiting = [n for n in order if n not in rows and zoo.get_spec(n).task == "classification"]
+    body = leaderboard_markdown(ranked, waiting)
+    if ranked:
+        best = max(ranked, key=lambda r: float(r["test_top1"]))["model"]
+        body += (f"\n\nBest so far, `{best}`: training curves and test confusion matrix.\n\n"
+                 f"![{best} training curves](results/plots/{best}-curves.png) "
+                 f"![{best} confusion matrix](results/plots/{best}-confusion.png)")  # fmt: skip
+    readme.write_text(replace_between_markers(readme.read_text(), "leaderboard", body))
+
+
+def update_manifest(trained: list[str]) -> None:
+    from make_manifest import regenerate
+
+    added = [(store_dir(n), None, None) for n in trained if not (BUNDLED_DIR / n).is_dir() and (store_dir(n) / CONFIG_NAME).is_file()]
+    write_manifest(regenerate(added))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="*", help="comma-separated fnmatch patterns (default: every classifier)")
+    p.add_argument("--quick", action="store_true", help="a few steps on subsets: check the pipeline in minutes")
+    p.add_argument("--eval-only", action="store_true", help="evaluate existing checkpoints (zoo.load) instead of training")
+    p.add_argument("--accelerator", default="auto")
+    p.add_argument("--devices", default="auto")
+    p.add_argument("--precision", help="override the recipes' precision, e.g. bf16-mixed on a GPU")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(ROOT / "runs" / "leaderboard"))
+    p.add_argument("--results", help="CSV (default results/leaderboard.csv, or results/leaderboard-quick.csv with --quick)")
+    p.add_argument("--plots", help="folder for the PNGs (default results/plots, or results/quick-plots)")
+    p.add_argument("--no-readme", action="store_true", help="leave README.md and checkpoints.json alone")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args()
+    if args.devices != "auto":
+        args.devices = int(args.devices)
+    args.results = Path(args.results or ROOT / "results" / ("leaderboard-quick.csv" if args.quick else "leaderboard.csv"))
+    args.plots = args.plots or str(ROOT / "results" / ("quick-plots" if args.quick else "plots"))
+    command = shlex.join(["python", "scripts/reproduce_leaderboard.py", *sys.argv[1:]])
+
+    rows = read_leaderboard_csv(args.results)
+    failures: dict[str, str] = {}
+    done: list[str] = []
+    for name in select(args.models):
+        start = time.perf_counter()
+        print(f"\n=== {name} ===", flush=True)
+        try:
+            rows[name] = run_one(name, args, command)
+            done.append(name)
+            print(f"=== {name}: test top-1 {rows[name]['test_top1']} (book {rows[name]['book_top1']}), "
+                  f"{time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
+        except Exception as err:  # one model's failure must not stop the others
+            traceback.print_exc()
+            failures[name] = f"{type(err).__name__}: {err}"
+            print(f"=== {name}: FAILED ({failures[name]})", flush=True)
+    write_leaderboard_csv(rows.values(), args.results, zoo.list_models())
+    print(f"\nwrote {args.results}")
+    if not args.quick and not args.no_readme:
+        update_readme(rows)
+        if not args.eval_only:
+            update_manifest(done)
+        print("updated README.md (leaderboard) and checkpoints.json")
+    for name, why in failures.items():
+        print(f"FAILED {name}: {why}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

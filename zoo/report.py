@@ -1,0 +1,143 @@
+"""Pictures and tables of trained models: training curves, confusion matrices, the leaderboard."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+__all__ = ["plot_curves", "confusion_matrix", "plot_confusion", "write_leaderboard_csv", "read_leaderboard_csv",
+           "leaderboard_markdown", "replace_between_markers", "LEADERBOARD_FIELDS"]  # fmt: skip
+
+LEADERBOARD_FIELDS = ["model", "input_size", "params", "epochs", "test_top1", "book_top1", "difference", "val_top1",
+                      "wall_time_s", "hardware", "precision", "seed", "date", "command"]  # fmt: skip
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(log_dirs: Iterable[str | os.PathLike], out: str | os.PathLike, title: str) -> Path:
+    """Loss and train/validation accuracy per epoch from Lightning CSV logs (every log version of
+    a run, in order, so a resumed run draws as one), as the book draws them while training."""
+    rows: list[dict[str, str]] = []
+    for d in log_dirs:
+        f = Path(d) / "metrics.csv"
+        if f.is_file():
+            with f.open() as fh:
+                rows += list(csv.DictReader(fh))
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    if rows:
+        # Loss is logged every few steps, accuracies once an epoch: put both on an epoch axis.
+        epochs = max(int(float(r["epoch"])) for r in rows) + 1
+        steps = max(int(r["step"]) for r in rows) + 1
+        loss = [(int(r["step"]) * epochs / steps, float(r["train/loss"])) for r in rows if r.get("train/loss")]
+        if loss:
+            ax.plot(*zip(*loss), label="train loss", lw=1)
+        for key, label in (("train/acc", "train acc"), ("val/acc", "val acc")):
+            pts = [(float(r["epoch"]) + 1, float(r[key])) for r in rows if r.get(key)]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", ms=3, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+@torch.no_grad()
+def confusion_matrix(model: Any, *, data_dir: str | None = None, eval_limit: int | None = None, device: str = "cpu") -> torch.Tensor:
+    """(true class, predicted class) counts of ``model`` on Fashion-MNIST's test set."""
+    from torchmetrics.classification import MulticlassConfusionMatrix
+
+    from .data import FashionMNISTDataModule
+
+    dm = FashionMNISTDataModule.for_model(model, data_dir=data_dir, eval_limit=eval_limit)
+    dm.setup("test")
+    matrix = MulticlassConfusionMatrix(model.num_classes).to(device)
+    model = model.to(device).eval()
+    for images, labels in dm.test_dataloader():
+        x = dm.transform(images.to(device), train=False)
+        matrix.update(model(x).argmax(-1), labels.to(device))
+    return matrix.compute().cpu()
+
+
+def plot_confusion(matrix: torch.Tensor, labels: list[str], out: str | os.PathLike, title: str) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    ax.imshow(matrix.float() / matrix.sum(1, keepdim=True).clamp(min=1), cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            n = int(matrix[i, j])
+            if n:
+                ax.text(j, i, n, ha="center", va="center", fontsize=6, color="white" if i == j else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def read_leaderboard_csv(path: str | os.PathLike) -> dict[str, dict[str, str]]:
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    with path.open() as fh:
+        return {row["model"]: row for row in csv.DictReader(fh)}
+
+
+def write_leaderboard_csv(rows: Iterable[dict[str, Any]], path: str | os.PathLike, order: list[str]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rank = {name: i for i, name in enumerate(order)}
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=LEADERBOARD_FIELDS)
+        writer.writeheader()
+        for row in sorted(rows, key=lambda r: rank.get(r["model"], len(rank))):
+            writer.writerow({k: row.get(k, "") for k in LEADERBOARD_FIELDS})
+    return path
+
+
+def leaderboard_markdown(rows: Iterable[dict[str, Any]], waiting: Iterable[str] = ()) -> str:
+    lines = [
+        "| model | input | params | epochs | test top-1 | book | difference | hardware | wall time | precision |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| `{r['model']}` | {r['input_size']}×{r['input_size']} | {int(r['params']):,} | {r['epochs']} | "
+            f"**{float(r['test_top1']):.4f}** | {float(r['book_top1']):.3f} | {float(r['difference']):+.4f} | "
+            f"{r['hardware']} | {float(r['wall_time_s']):.0f} s | {r['precision']} |"
+        )
+    for name in waiting:
+        lines.append(f"| `{name}` | | | | *waiting for a GPU run* | | | | | |")
+    return "\n".join(lines)
+
+
+def replace_between_markers(text: str, name: str, body: str) -> str:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise ValueError(f"README has no {start} ... {end} markers")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body}\n{end}{tail}"
