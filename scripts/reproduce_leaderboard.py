@@ -45,7 +45,7 @@ from zoo.report import (  # noqa: E402
 )
 from zoo.train import evaluate, train  # noqa: E402
 
-QUICK = dict(epochs=1, max_steps=8, train_limit=2048, eval_limit=500)
+QUICK = dict(max_steps=8, train_limit=2048, eval_limit=500)
 
 
 def select(patterns: str) -> list[str]:
@@ -83,7 +83,9 @@ def run_one(name: str, args: argparse.Namespace, command: str) -> dict:
         epochs = model.recipe.epochs
     else:
         overrides = {k: v for k, v in dict(precision=args.precision, channels_last=args.channels_last or None,
-                                          compile=args.compile or None).items() if v is not None}  # fmt: skip
+                                          compile=args.compile or None, epochs=args.epochs).items() if v is not None}  # fmt: skip
+        if args.quick:
+            overrides["epochs"] = 1
         result = train(name, seed=args.seed, accelerator=args.accelerator, devices=args.devices, out_dir=Path(args.out) / name,
                        progress_bar=not args.no_progress, command=command, **overrides, **quick)  # fmt: skip
         model, m = result.model, result.metrics
@@ -141,6 +143,7 @@ def main() -> int:
     p.add_argument("--precision", help="override the recipes' precision, e.g. bf16-mixed on a GPU")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--epochs", type=int, help="override every selected recipe's epochs (to fit a time budget)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "runs" / "leaderboard"))
     p.add_argument("--results", help="CSV (default results/leaderboard.csv, or results/leaderboard-quick.csv with --quick)")

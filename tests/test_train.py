@@ -129,3 +129,32 @@ def test_lr_schedules_warm_up_then_anneal(tmp_path, schedule):
     assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :]))  # annealing
     assert lrs[-1] < 0.02
     assert peak == 9  # the warm-up is exactly one epoch
+
+
+def test_ema_weights_are_the_final_weights(tmp_path):
+    from zoo.train import EMA
+
+    seen = {}
+
+    class Probe(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            seen["live"] = {k: v.clone() for k, v in pl_module.head.state_dict().items()}
+            seen["ema"] = next(cb for cb in trainer.callbacks if isinstance(cb, EMA)).ema.module
+
+    recipe = {"optimizer": "sgd", "lr": 0.1, "epochs": 1, "batch_size": 128, "ema": 0.9}
+    result = train("softmax", model_kwargs={"recipe": recipe}, train_limit=2048, eval_limit=500, out_dir=tmp_path,
+                   progress_bar=False, callbacks=[Probe()])  # fmt: skip
+    final = result.model.head.state_dict()
+    assert torch.equal(final["weight"], seen["ema"].head.weight) and not torch.equal(final["weight"], seen["live"]["weight"])
+    assert result.metrics["test/acc"] > 0.6
+    # The average travels in the checkpoint, so a resumed run continues it.
+    ckpt = torch.load(result.last_checkpoint, map_location="cpu", weights_only=True)
+    assert any("ema" in state for state in ckpt["callbacks"].values())
+
+
+def test_mixup_and_cutmix_train_on_soft_targets(tmp_path):
+    recipe = {"optimizer": "adamw", "lr": 3e-3, "epochs": 2, "batch_size": 128, "mixup": 0.2, "cutmix": 1.0, "label_smoothing": 0.1}
+    result = train("lenet_bn", model_kwargs={"recipe": recipe}, train_limit=4096, eval_limit=1000, out_dir=tmp_path, progress_bar=False)
+    assert result.metrics["test/acc"] > 0.6, result.metrics
+    with pytest.raises(ValueError, match="recipe.mixup and recipe.cutmix are alphas"):
+        zoo.Recipe(mixup=-1)

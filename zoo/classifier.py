@@ -121,15 +121,32 @@ class ImageClassifier(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = self._unpack(batch)
-        logits = self(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.recipe.label_smoothing)
-        self.train_acc.update(logits, y)  # update, not forward: no per-batch accuracy to compute
+        r = self.recipe
+        if (r.mixup or r.cutmix) and x.shape[0] % 2 == 0:  # timm mixes pairs: an odd last batch stays unmixed
+            x, soft = self._mixer(x, y)
+            logits = self(x)
+            loss = torch.sum(-soft * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+        else:
+            logits = self(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=r.label_smoothing)
+        self.train_acc.update(logits, y)  # against the unmixed labels: a rough guide under mixing  # update, not forward: no per-batch accuracy to compute
         # Only on the steps the logger writes (Lightning writes when (step + 1) % n == 0): self.log
         # costs Lightning ~0.5 ms of bookkeeping, 5-8 % of a LeNet step on a 2-core CPU
         # (scripts/benchmark.py --model lenet).
         if self._trainer is None or (self.trainer.global_step + 1) % self.trainer.log_every_n_steps == 0:
             self.log("train/loss", loss, prog_bar=True)
         return loss
+
+    @property
+    def _mixer(self) -> Any:
+        if getattr(self, "_mixup_fn", None) is None:
+            from timm.data import Mixup
+
+            r = self.recipe
+            # Mixup makes soft targets and applies the label smoothing itself.
+            self._mixup_fn = Mixup(mixup_alpha=r.mixup, cutmix_alpha=r.cutmix, label_smoothing=r.label_smoothing,
+                                   num_classes=self.num_classes)  # fmt: skip
+        return self._mixup_fn
 
     def on_train_epoch_end(self) -> None:
         # Logged once an epoch rather than as a metric object every step, which costs Lightning

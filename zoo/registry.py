@@ -39,6 +39,9 @@ class Recipe:
     eval_batch_size: int | None = None  # validation/test batch size; None: twice batch_size
     channels_last: bool = False  # NHWC memory format (faster convolutions on GPUs with tensor cores)
     compile: bool = False  # torch.compile the model (pays off on GPUs and long runs)
+    ema: float = 0.0  # decay of an exponential moving average of the weights (timm ModelEmaV3); 0: off
+    mixup: float = 0.0  # timm Mixup alpha; 0: off
+    cutmix: float = 0.0  # timm CutMix alpha; 0: off
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -53,6 +56,10 @@ class Recipe:
             raise ValueError(
                 f"recipe.batch_size and recipe.epochs must be >= 1, got {self.batch_size} and {self.epochs}"
             )
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"recipe.ema is a decay in [0, 1), got {self.ema}")
+        if self.mixup < 0 or self.cutmix < 0:
+            raise ValueError(f"recipe.mixup and recipe.cutmix are alphas >= 0, got {self.mixup} and {self.cutmix}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"recipe.label_smoothing must be in [0, 1), got {self.label_smoothing}")
 

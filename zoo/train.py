@@ -44,7 +44,7 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 warnings.filterwarnings("ignore", message=r".*\.fit\(ckpt_path=\S*\)|.*there is no last checkpoint available")
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
-__all__ = ["train", "evaluate", "TrainResult", "BatchSeed", "find_resume_checkpoint", "keep_freed_memory_in_heap"]
+__all__ = ["train", "evaluate", "TrainResult", "BatchSeed", "EMA", "find_resume_checkpoint", "keep_freed_memory_in_heap"]
 
 
 def keep_freed_memory_in_heap() -> bool:
@@ -81,6 +81,56 @@ class BatchSeed(Callback):
         seed_torch(batch_seed)  # CPU and every CUDA device in use
         random.seed(batch_seed)
         np.random.seed(batch_seed)
+
+
+class EMA(Callback):
+    """Keep an exponential moving average of the weights (timm's ModelEmaV3, with its warm-up), use
+    it for validation, and make it the final weights when training ends. Resumable: the average is
+    part of the checkpoint."""
+
+    def __init__(self, decay: float) -> None:
+        self.decay = decay
+        self.ema: Any = None
+        self._restored: dict[str, torch.Tensor] | None = None
+        self._live: dict[str, torch.Tensor] | None = None
+
+    @staticmethod
+    def _net(pl_module: L.LightningModule) -> torch.nn.Module:
+        # Only the network: deep-copying the LightningModule would copy its Trainer too.
+        return torch.nn.ModuleDict({"backbone": pl_module.backbone, "head": pl_module.head})
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from timm.utils import ModelEmaV3
+
+        self.ema = ModelEmaV3(self._net(pl_module), decay=self.decay, use_warmup=True)
+        if self._restored is not None:
+            self.ema.module.load_state_dict(self._restored)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        self.ema.update(self._net(pl_module), step=trainer.global_step)
+
+    def _swap_in(self, pl_module: L.LightningModule) -> None:
+        net = self._net(pl_module)
+        self._live = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        net.load_state_dict(self.ema.module.state_dict())
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.ema is not None and not trainer.sanity_checking:
+            self._swap_in(pl_module)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._live is not None:
+            self._net(pl_module).load_state_dict(self._live)
+            self._live = None
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._net(pl_module).load_state_dict(self.ema.module.state_dict())  # the final weights
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ema": self.ema.module.state_dict()} if self.ema is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored = state_dict.get("ema")
 
 
 class _ZooMeta(Callback):
@@ -255,7 +305,8 @@ def train(
         # A fresh log version per (re)start: Lightning would otherwise overwrite the earlier metrics.csv.
         logger=CSVLogger(save_dir=str(run_dir), name="logs"),
         # OnExceptionCheckpoint: Ctrl+C or a crash still leaves a checkpoint of where training was.
-        callbacks=[BatchSeed(seed), _ZooMeta(model_name, kwargs, recipe, seed, train_limit), checkpoint, OnExceptionCheckpoint(ckpt_dir), *callbacks],
+        callbacks=[BatchSeed(seed), _ZooMeta(model_name, kwargs, recipe, seed, train_limit), checkpoint, OnExceptionCheckpoint(ckpt_dir),
+                   *([EMA(recipe.ema)] if recipe.ema and spec.task == "classification" else []), *callbacks],  # fmt: skip
         enable_progress_bar=progress_bar,
         enable_model_summary=progress_bar,
         log_every_n_steps=10,
