@@ -51,6 +51,10 @@ def plot_curves(log_dirs: Iterable[str | os.PathLike], out: str | os.PathLike, t
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
+    return _save(plt, fig, out)
+
+
+def _save(plt: Any, fig: Any, out: str | os.PathLike) -> Path:
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -90,12 +94,7 @@ def plot_confusion(matrix: torch.Tensor, labels: list[str], out: str | os.PathLi
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)
 
 
 def read_leaderboard_csv(path: str | os.PathLike) -> dict[str, dict[str, str]]:
