@@ -257,6 +257,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         command=shlex.join(["zoo", *args.argv]),
     )
     m = result.metrics
+    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+        return 0  # under DDP, the first process reports
     print(f"\n{args.model}: {m['epochs']} epochs in {m['fit_seconds']:.1f} s on {m['device']}")
     for key in ("val/acc", "test/acc"):
         if key in m:
