@@ -143,11 +143,12 @@ Measured on the official 10,000 test images with the final weights; model select
 fixed 5,000-image validation split.
 
 ```python
-import zoo
+import torch, zoo
 net = zoo.load("{{ name }}")          # eval mode, weights checked against their sha256
 x = net.preprocess(pil_image)         # any size, gray or colour -> normalised batch
-probs = net(x).softmax(-1)
-print(net.label_names[probs.argmax()])
+with torch.no_grad():
+    probs = net(x).softmax(-1)
+print(net.label_names[int(probs.argmax())], float(probs.max()))
 ```
 """
 
