@@ -38,11 +38,15 @@ from .registry import Recipe, create_model, get_spec
 
 # Lightning advertises its cloud services ("💡 Tip: ...") on every Trainer start; keep the console for our output.
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda record: "💡 Tip" not in record.getMessage())
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-# With OnExceptionCheckpoint present, Lightning looks for a "last" checkpoint to resume from even on
-# a fresh run (whose new version folder has none) and warns; here resuming is explicit (resume=).
-warnings.filterwarnings("ignore", message=r".*\.fit\(ckpt_path=\S*\)|.*there is no last checkpoint available")
-warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+# Lightning warnings that are noise for train(), silenced around its own fit only:
+_QUIET = (
+    r".*isinstance\(treespec, LeafSpec\)",  # an internal deprecation inside Lightning
+    # With OnExceptionCheckpoint present, Lightning looks for a "last" checkpoint to resume from
+    # even on a fresh run (whose new version folder has none); here resuming is explicit (resume=).
+    r".*\.fit\(ckpt_path=\S*\)|.*there is no last checkpoint available",
+    r"Checkpoint directory .* exists and is not empty",  # resuming writes into the run's own folder
+)
 
 __all__ = ["train", "evaluate", "TrainResult", "BatchSeed", "EMA", "find_resume_checkpoint", "keep_freed_memory_in_heap"]
 
@@ -316,8 +320,11 @@ def train(
     os.environ[_RUN_DIR_ENV] = str(run_dir)  # DDP processes Lightning starts later inherit it
     start = time.perf_counter()
     try:
-        # Lightning unwraps a compiled module for checkpoints and keeps the compiled forward.
-        trainer.fit(torch.compile(model) if recipe.compile else model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+        with warnings.catch_warnings():
+            for pattern in _QUIET:
+                warnings.filterwarnings("ignore", message=pattern)
+            # Lightning unwraps a compiled module for checkpoints and keeps the compiled forward.
+            trainer.fit(torch.compile(model) if recipe.compile else model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
     finally:
         # Lightning ignores SIGINT while it shuts down after a Ctrl+C; give it back to the caller.
         signal.signal(signal.SIGINT, previous_sigint)
