@@ -10,6 +10,7 @@ One run writes, under ``runs/<model>/version_<n>/`` (or ``out_dir``):
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
@@ -23,7 +24,7 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import lightning as L
 import numpy as np
@@ -47,6 +48,14 @@ _QUIET = (
     r".*\.fit\(ckpt_path=\S*\)|.*there is no last checkpoint available",
     r"Checkpoint directory .* exists and is not empty",  # resuming writes into the run's own folder
 )
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    with warnings.catch_warnings():
+        for pattern in _QUIET:
+            warnings.filterwarnings("ignore", message=pattern)
+        yield
 
 __all__ = ["train", "evaluate", "TrainResult", "BatchSeed", "EMA", "find_resume_checkpoint", "keep_freed_memory_in_heap"]
 
@@ -320,9 +329,7 @@ def train(
     os.environ[_RUN_DIR_ENV] = str(run_dir)  # DDP processes Lightning starts later inherit it
     start = time.perf_counter()
     try:
-        with warnings.catch_warnings():
-            for pattern in _QUIET:
-                warnings.filterwarnings("ignore", message=pattern)
+        with _quiet():
             # Lightning unwraps a compiled module for checkpoints and keeps the compiled forward.
             trainer.fit(torch.compile(model) if recipe.compile else model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
     finally:
@@ -346,7 +353,8 @@ def train(
         metrics[f"best_{monitor}"] = round(float(checkpoint.best_model_score), 6)
     if test and not trainer.interrupted:
         # The final weights on the official test set (DESIGN.md's measurement protocol).
-        (results,) = trainer.test(model, datamodule=datamodule, verbose=False)
+        with _quiet():
+            (results,) = trainer.test(model, datamodule=datamodule, verbose=False)
         metrics.update({k: round(float(v), 6) for k, v in results.items()})
     metrics.update(
         {
