@@ -1,0 +1,110 @@
+"""Anchor boxes, IoU, assignment, offsets and NMS against hand-worked numbers and the book's examples."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from zoo.detection import (
+    assign_anchor_to_bbox,
+    box_center_to_corner,
+    box_corner_to_center,
+    box_iou,
+    multibox_detection,
+    multibox_prior,
+    multibox_target,
+    offset_boxes,
+    offset_inverse,
+)
+
+# The book's worked example: a dog (class 0) and a cat (class 1), five anchors.
+GROUND_TRUTH = torch.tensor([[0, 0.1, 0.08, 0.52, 0.92], [1, 0.55, 0.2, 0.9, 0.88]])
+ANCHORS = torch.tensor([[0, 0.1, 0.2, 0.3], [0.15, 0.2, 0.4, 0.4], [0.63, 0.05, 0.88, 0.98],
+                        [0.66, 0.45, 0.8, 0.8], [0.57, 0.3, 0.92, 0.9]])  # fmt: skip
+
+
+@pytest.mark.parametrize("h, w, sizes, ratios", [(4, 4, [0.5], [1]), (5, 3, [0.75, 0.5, 0.25], [1, 2, 0.5]), (2, 7, [0.2, 0.4], [1, 3])])
+def test_anchor_counts_and_shapes(h, w, sizes, ratios):
+    anchors = multibox_prior((h, w), sizes, ratios)
+    per_pixel = len(sizes) + len(ratios) - 1
+    assert anchors.shape == (1, h * w * per_pixel, 4)
+    boxes = anchors.reshape(h, w, per_pixel, 4)
+    centres = box_corner_to_center(boxes.reshape(-1, 4)).reshape(h, w, per_pixel, 4)
+    # Every anchor of a pixel is centred on that pixel's centre.
+    torch.testing.assert_close(centres[1, 0, :, 0], torch.full((per_pixel,), 0.5 / w))
+    torch.testing.assert_close(centres[1, 0, :, 1], torch.full((per_pixel,), 1.5 / h))
+    # Size s1 with ratio 1 is square in pixels (normalised width * w == normalised height * h),
+    # and its normalised height is s1.
+    wh = centres[0, 0, 0, 2:]
+    assert wh[0].item() * w == pytest.approx(wh[1].item() * h, rel=1e-5)
+    assert wh[1].item() == pytest.approx(sizes[0], rel=1e-5)
+
+
+def test_book_anchor_example():
+    anchors = multibox_prior((561, 728), sizes=[0.75, 0.5, 0.25], ratios=[1, 2, 0.5])
+    assert anchors.shape == (1, 2_042_040, 4)
+    torch.testing.assert_close(anchors.reshape(561, 728, 5, 4)[250, 250, 0], torch.tensor([0.0551, 0.0715, 0.6331, 0.8215]),
+                               atol=1e-4, rtol=0)  # fmt: skip
+
+
+def test_iou_against_hand_computed_boxes():
+    a = torch.tensor([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 1.0, 1.0]])
+    b = torch.tensor([[1.0, 1.0, 3.0, 3.0], [0.0, 0.0, 2.0, 2.0], [5.0, 5.0, 6.0, 6.0]])
+    # Overlap 1 of union 4 + 4 - 1; a box in another is 1/4; disjoint is 0.
+    expected = torch.tensor([[1 / 7, 1.0, 0.0], [0.0, 1 / 4, 0.0]])
+    torch.testing.assert_close(box_iou(a, b), expected)
+
+
+def test_corner_centre_round_trip():
+    boxes = torch.tensor([[0.1, 0.2, 0.5, 0.9], [0.3, 0.3, 0.4, 0.8]])
+    centres = box_corner_to_center(boxes)
+    torch.testing.assert_close(centres[0], torch.tensor([0.3, 0.55, 0.4, 0.7]))
+    torch.testing.assert_close(box_center_to_corner(centres), boxes)
+
+
+def test_assignment_follows_the_algorithm_step_by_step():
+    # IoU(anchor, gt) for the book's example:
+    #   a0 (0.054, 0)  a1 (0.142, 0)  a2 (0, 0.566)  a3 (0, 0.206)  a4 (0, 0.746)
+    # Step 1: the largest IoU, 0.746, gives the cat to a4; discard a4's row and the cat's column.
+    #         The largest left, 0.142, gives the dog to a1 although it is below the threshold.
+    # Step 2: a2's best IoU, 0.566 (cat), reaches 0.5; a0 and a3 stay background.
+    assigned = assign_anchor_to_bbox(GROUND_TRUTH[:, 1:], ANCHORS, iou_threshold=0.5)
+    assert assigned.tolist() == [-1, 0, 1, -1, 1]
+    # A threshold above every IoU leaves only step 1's pairs.
+    assert assign_anchor_to_bbox(GROUND_TRUTH[:, 1:], ANCHORS, iou_threshold=0.8).tolist() == [-1, 0, -1, -1, 1]
+
+
+def test_targets_labels_masks_and_offsets_match_the_book():
+    offsets, mask, classes = multibox_target(ANCHORS.unsqueeze(0), GROUND_TRUTH.unsqueeze(0))
+    assert classes.tolist() == [[0, 1, 2, 0, 2]]  # background 0, dog 1, cat 2
+    assert mask.tolist() == [[0.0] * 4 + [1.0] * 8 + [0.0] * 4 + [1.0] * 4]
+    expected = torch.tensor([0, 0, 0, 0, 1.4, 10.0, 2.594, 7.1754, -1.2, 0.26882, 1.6824, -1.5655,
+                             0, 0, 0, 0, -0.57143, -1.0, 4.1723e-06, 0.62582])  # fmt: skip
+    torch.testing.assert_close(offsets[0], expected, atol=1e-3, rtol=0)
+    # Padding rows (class -1) are ignored; an image with no boxes is all background.
+    padded = torch.cat([GROUND_TRUTH, torch.tensor([[-1.0, 0, 0, 0, 0]])]).unsqueeze(0)
+    empty = torch.full((1, 3, 5), -1.0)
+    _, _, both = multibox_target(ANCHORS, torch.cat([padded, empty]))
+    assert both.tolist() == [[0, 1, 2, 0, 2], [0, 0, 0, 0, 0]]
+
+
+def test_offsets_encode_then_decode_to_the_boxes():
+    torch.manual_seed(0)
+    anchors = box_center_to_corner(torch.cat([torch.rand(50, 2), 0.05 + 0.5 * torch.rand(50, 2)], 1))
+    boxes = box_center_to_corner(torch.cat([torch.rand(50, 2), 0.05 + 0.5 * torch.rand(50, 2)], 1))
+    torch.testing.assert_close(offset_inverse(anchors, offset_boxes(anchors, boxes)), boxes, atol=1e-5, rtol=0)
+
+
+def test_nms_keeps_what_the_procedure_keeps():
+    # The book's NMS example: four boxes, zero offsets, dog scores 0.9/0.8/0.7/0.1, cat 0.1/0.2/0.3/0.9.
+    anchors = torch.tensor([[0.1, 0.08, 0.52, 0.92], [0.08, 0.2, 0.56, 0.95], [0.15, 0.3, 0.62, 0.91], [0.55, 0.2, 0.9, 0.88]])
+    cls_probs = torch.tensor([[0.0] * 4, [0.9, 0.8, 0.7, 0.1], [0.1, 0.2, 0.3, 0.9]])
+    (out,) = multibox_detection(cls_probs.unsqueeze(0), torch.zeros(1, 16), anchors.unsqueeze(0), nms_threshold=0.5)
+    # Each anchor votes for its best class: dog for 0-2, cat for 3. Dog 0.9 suppresses the other two
+    # dog boxes (IoU > 0.5); the cat box has no rival.
+    assert out["labels"].tolist() == [0, 1] and out["scores"].tolist() == pytest.approx([0.9, 0.9])
+    torch.testing.assert_close(out["boxes"], anchors[[0, 3]])
+    (loose,) = multibox_detection(cls_probs.unsqueeze(0), torch.zeros(1, 16), anchors.unsqueeze(0), nms_threshold=0.99)
+    assert loose["labels"].tolist() == [0, 1, 0, 0]  # no overlap is high enough to suppress
+    (top,) = multibox_detection(cls_probs.unsqueeze(0), torch.zeros(1, 16), anchors.unsqueeze(0), nms_threshold=0.99, top_k=2)
+    assert len(top["scores"]) == 2
