@@ -152,7 +152,7 @@ def test_manifest_matches_the_real_files():
     assert (ROOT / "zoo" / "checkpoints.json").read_text() == top  # the package's copy is the same
     entries = read_manifest(ROOT / "checkpoints.json")
     bundled = {e["model"] for e in entries.values() if e["bundled"]}
-    assert bundled == {"softmax", "mlp", "lenet", "lenet_bn"}
+    assert bundled == {"softmax", "mlp", "lenet", "lenet_bn", "tiny_ssd"}
     total = 0
     for name in bundled:
         entry, folder = entries[name], BUNDLED_DIR / name
@@ -161,9 +161,11 @@ def test_manifest_matches_the_real_files():
         assert entry["size"] <= 25 * 2**20
         total += entry["size"]
         model = zoo.load(name, source="bundled")
-        assert sum(p.numel() for p in model.parameters()) == entry["params"] == zoo.get_spec(name).book_params
+        assert sum(p.numel() for p in model.parameters()) == entry["params"]
+        if zoo.get_spec(name).book_params is not None:
+            assert entry["params"] == zoo.get_spec(name).book_params
         config = json.loads((folder / CONFIG_NAME).read_text())
-        assert entry["metrics"]["test/acc"] == config["metrics"]["test/acc"]
+        assert entry["metrics"] == {k: v for k, v in config["metrics"].items() if k.startswith(("test/", "val/"))}
         assert entry["recipe"] == config["recipe"] and entry["hardware"] and entry["wall_time_s"] > 0
     assert total <= 60 * 2**20
 

@@ -11,14 +11,14 @@ from zoo.classifier import ImageClassifier
 from book_nets import BOOK_NETS, materialise
 
 CLASSIFIERS = [n for n in zoo.list_models() if zoo.get_spec(n).task == "classification"]
-BOOK_ORDER = ["linreg", "softmax", "mlp", "lenet", "lenet_bn", "alexnet", "vgg11", "nin", "googlenet", "resnet18", "densenet"]
+BOOK_ORDER = ["linreg", "softmax", "mlp", "lenet", "lenet_bn", "alexnet", "vgg11", "nin", "googlenet", "resnet18", "densenet", "tiny_ssd"]
 
 
 def n_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def test_registry_holds_the_eleven_networks_in_book_order():
+def test_registry_holds_the_books_networks_in_book_order():
     assert zoo.list_models() == BOOK_ORDER
     assert zoo.list_models("lenet*") == ["lenet", "lenet_bn"]
     with pytest.raises(KeyError, match="Did you mean 'resnet18'"):

@@ -103,9 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_ft.add_argument("--accelerator", default="auto")
     p_ft.add_argument("--no-progress", action="store_true")
 
-    p_pred = sub.add_parser("predict", help="classify image files with a trained model")
+    p_pred = sub.add_parser("predict", help="classify image files, or draw a detector's boxes on them")
     p_pred.add_argument("--model", required=True, help="zoo model name or checkpoint folder")
     p_pred.add_argument("--top-k", type=_positive_int, default=3)
+    p_pred.add_argument("--min-score", type=float, default=0.5, help="detectors: draw detections scoring at least this")
+    p_pred.add_argument("--out-dir", help="detectors: where to write <image>.pred.png (default: beside the image)")
     p_pred.add_argument("images", nargs="+")
 
     p_push = sub.add_parser("push", help="publish a checkpoint folder to the Hugging Face Hub")
@@ -126,8 +128,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     scores = evaluate(model, split=args.split, data_dir=args.data_dir, eval_limit=args.eval_limit, accelerator=args.accelerator)
     info = model.checkpoint
     print(f"{model.model_name} ({info['source']}: {info['path']})")
-    print(f"  {args.split} top-1 {scores[f'{args.split}/acc']:.4f}   loss {scores[f'{args.split}/loss']:.4f}")
-    recorded = info.get("metrics", {}).get(f"{args.split}/acc")
+    key = f"{args.split}/acc" if f"{args.split}/acc" in scores else f"{args.split}/map50"
+    name = "top-1" if key.endswith("acc") else "mAP@0.5"
+    print(f"  {args.split} {name} {scores[key]:.4f}   " + "   ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != key))
+    recorded = info.get("metrics", {}).get(key)
     if recorded is not None and args.eval_limit is None:
         print(f"  recorded at training: {recorded:.4f}")
     return 0
@@ -159,6 +163,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .hub import load
 
     model = load(args.model)
+    if get_spec(model.model_name).task == "detection":
+        return _predict_boxes(model, args)
     k = min(args.top_k, model.num_classes)
     for path in args.images:
         try:
@@ -173,6 +179,37 @@ def cmd_predict(args: argparse.Namespace) -> int:
         top = probs.topk(k)
         labels = ", ".join(f"{model.label_names[i]} {p:.3f}" for p, i in zip(top.values.tolist(), top.indices.tolist()))
         print(f"{path}: {labels}")
+    return 0
+
+
+def _predict_boxes(model, args: argparse.Namespace) -> int:
+    """Detections per image, printed and drawn onto a copy saved as <image>.pred.png."""
+    from pathlib import Path
+
+    import torch
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms.v2.functional import pil_to_tensor
+    from torchvision.utils import draw_bounding_boxes
+
+    for path in args.images:
+        try:
+            with Image.open(path) as img:
+                img.load()
+                rgb = img.convert("RGB")
+                x = model.preprocess(img)
+        except (FileNotFoundError, UnidentifiedImageError, OSError) as err:
+            print(f"zoo: error: cannot read image {path}: {err}", file=sys.stderr)
+            return 2
+        (found,) = model.detect(x)
+        keep = found["scores"] >= args.min_score
+        boxes = found["boxes"][keep].clamp(0, 1) * torch.tensor([rgb.width, rgb.height, rgb.width, rgb.height])
+        names = [f"{model.label_names[int(c)]} {float(p):.2f}" for c, p in zip(found["labels"][keep], found["scores"][keep])]
+        drawn = draw_bounding_boxes(pil_to_tensor(rgb), boxes, labels=names, colors="red", width=max(1, rgb.width // 96))
+        out = Path(args.out_dir or Path(path).parent) / f"{Path(path).stem}.pred.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(out)
+        listed = "; ".join(f"{n} at {[round(v) for v in b.tolist()]}" for n, b in zip(names, boxes)) or "nothing found"
+        print(f"{path}: {listed}  -> {out}")
     return 0
 
 
@@ -216,7 +253,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in names:
         spec = get_spec(name)
         params = sum(p.numel() for p in create_model(name).parameters())
-        size = f"{spec.input_size}x{spec.input_size}" if spec.task == "classification" else "-"
+        size = f"{spec.input_size}x{spec.input_size}" if spec.task != "regression" else "-"
         book = f"{spec.book_top1:.3f}" if spec.book_top1 is not None else "-"
         print(f"{name:<10} {params:>12,} {size:>7}  {spec.chapter:<7} {book:>10}  {spec.description}")
     return 0

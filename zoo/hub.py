@@ -135,12 +135,11 @@ Fashion-MNIST with d2l-zoo.
 |---|---|
 | parameters | {{ params }} |
 | input | {{ in_chans }} x {{ input_size }} x {{ input_size }}, normalised with mean {{ mean }}, std {{ std }} |
-| Fashion-MNIST test top-1 | {{ test_acc }} |
-| validation top-1 | {{ val_acc }} |
+| Fashion-MNIST test {{ metric_name }} | {{ test_acc }} |
+| validation {{ metric_name }} | {{ val_acc }} |
 | recipe | `{{ recipe }}` |
 
-Measured on the official 10,000 test images with the final weights; model selection only on the
-fixed 5,000-image validation split.
+{{ measured }}
 
 ```python
 import torch, zoo
@@ -159,17 +158,20 @@ def model_card(config: dict[str, Any]) -> str:
 
     name = config["model"]
     spec = get_spec(name)
-    test_acc = config["metrics"].get("test/acc")
+    detector = spec.task == "detection"
+    task = "object-detection" if detector else "image-classification"
+    key, metric = ("test/map50", "map_50") if detector else ("test/acc", "accuracy")
+    test_acc = config["metrics"].get(key)
     eval_results = None
     if test_acc is not None:
-        eval_results = [EvalResult(task_type="image-classification", dataset_type="fashion_mnist", dataset_name="Fashion-MNIST",
-                                   dataset_split="test", metric_type="accuracy", metric_value=float(test_acc))]  # fmt: skip
+        eval_results = [EvalResult(task_type=task, dataset_type="fashion_mnist", dataset_name="Fashion-MNIST" + (" scenes" if detector else ""),
+                                   dataset_split="test", metric_type=metric, metric_value=float(test_acc))]  # fmt: skip
     data = ModelCardData(
         library_name="d2l-zoo",
         license="apache-2.0",
-        tags=["image-classification", "d2l", "fashion-mnist", name],
+        tags=[task, "d2l", "fashion-mnist", name],
         datasets=["fashion_mnist"],
-        pipeline_tag="image-classification",
+        pipeline_tag=task,
         model_name=f"d2l-zoo-{name}",
         eval_results=eval_results,
     )
@@ -185,7 +187,11 @@ def model_card(config: dict[str, Any]) -> str:
         mean=[round(m, 4) for m in config["mean"]],
         std=[round(s, 4) for s in config["std"]],
         test_acc=f"{test_acc:.4f}" if test_acc is not None else "not measured",
-        val_acc=f"{config['metrics']['val/acc']:.4f}" if "val/acc" in config["metrics"] else "not measured",
+        val_acc=f"{config['metrics'][key.replace('test', 'val')]:.4f}" if key.replace("test", "val") in config["metrics"] else "not measured",
+        metric_name="mAP@0.5" if detector else "top-1",
+        measured=("Measured on 2,000 test scenes made only from the official test images, with the final weights."
+                  if detector else "Measured on the official 10,000 test images with the final weights; model selection "
+                  "only on the fixed 5,000-image validation split."),
         recipe=json.dumps(config["recipe"]),
     )
     return str(card)
@@ -229,7 +235,7 @@ def manifest_entry(folder: str | os.PathLike, *, repo_id: str | None = None, rev
         "in_chans": config["in_chans"],
         "mean": config["mean"],
         "std": config["std"],
-        "metrics": {k: v for k, v in config["metrics"].items() if k in ("test/acc", "test/loss", "val/acc", "val/loss")},
+        "metrics": {k: v for k, v in config["metrics"].items() if k.startswith(("test/", "val/"))},
         "recipe": config["recipe"],
         "hardware": training.get("device"),
         "wall_time_s": training.get("fit_seconds"),

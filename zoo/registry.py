@@ -178,7 +178,7 @@ def create_model(name: str, *, pretrained: bool = False, **kwargs: Any) -> Any:
         return load(name, **kwargs)
     spec = get_spec(name)
     kwargs.setdefault("recipe", spec.recipe)
-    if spec.task in ("classification", "external"):
+    if spec.task in ("classification", "detection", "external"):
         kwargs.setdefault("input_size", spec.input_size)
     model = spec.builder(**kwargs)
     # Name + arguments rebuild this exact architecture: they are what a checkpoint's config.json holds.

@@ -289,6 +289,15 @@ def train(
         model = model.to(memory_format=torch.channels_last)
     if spec.task == "regression":
         datamodule: L.LightningDataModule = SyntheticRegressionDataModule(batch_size=recipe.batch_size, seed=seed)
+    elif spec.task == "detection":
+        from .detection.scenes import FashionMNISTScenesDataModule
+
+        find_data_dir(data_dir, download=download)
+        limits = {"num_train": train_limit} if train_limit else {}
+        if eval_limit:
+            limits.update(num_val=eval_limit, num_test=eval_limit)
+        datamodule = FashionMNISTScenesDataModule(data_dir=data_dir, batch_size=recipe.batch_size, seed=seed,
+                                                  canvas=model.input_size, num_workers=num_workers, **limits)  # fmt: skip
     else:
         find_data_dir(data_dir, download=download)  # fail here, with the how-to-get-it message, before any Trainer starts
         datamodule = FashionMNISTDataModule.for_model(
@@ -296,12 +305,12 @@ def train(
         )
 
     ckpt_dir = run_dir / "checkpoints"
-    monitor = "val/acc" if spec.task == "classification" else "val/loss"
+    monitor = {"classification": "val/acc", "detection": "val/map50"}.get(spec.task, "val/loss")
     checkpoint = ModelCheckpoint(
         dirpath=ckpt_dir,
         filename="best-{epoch:02d}",
         monitor=monitor,
-        mode="max" if monitor == "val/acc" else "min",
+        mode="min" if monitor == "val/loss" else "max",
         save_top_k=1,
         save_last=True,
         auto_insert_metric_name=False,
@@ -374,7 +383,7 @@ def train(
     )
     if command:
         metrics["command"] = command
-    if trainer.is_global_zero and spec.task == "classification" and not trainer.interrupted:
+    if trainer.is_global_zero and spec.task in ("classification", "detection") and not trainer.interrupted:
         # The final weights as a Hub-style checkpoint folder, in the run and in the local store,
         # so that zoo.load(name) finds them (DESIGN.md: bundled -> store -> HF cache -> Hub).
         training = {k: metrics.get(k) for k in ("device", "fit_seconds", "date", "seed", "train_limit", "epochs", "world_size", "command")}
@@ -402,10 +411,18 @@ def evaluate(
     progress_bar: bool = False,
 ) -> dict[str, float]:
     """Top-1 accuracy and loss of ``model`` on Fashion-MNIST's official test set (or "val"), with
-    the model's own input size and normalisation: the one evaluation routine the zoo reports."""
+    the model's own input size and normalisation: the one evaluation routine the zoo reports.
+    For a detector: mAP@0.5 and mAP@[.5:.95] on the Fashion-MNIST scenes of that split."""
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
-    datamodule = FashionMNISTDataModule.for_model(model, data_dir=data_dir, eval_limit=eval_limit, eval_batch_size=batch_size)
+    if get_spec(model.model_name).task == "detection":
+        # Detectors: mAP on the scenes made from the same splits (test scenes: official test images only).
+        from .detection.scenes import FashionMNISTScenesDataModule
+
+        sizes = {"num_val": eval_limit, "num_test": eval_limit} if eval_limit else {}
+        datamodule: L.LightningDataModule = FashionMNISTScenesDataModule(data_dir=data_dir, num_train=1, canvas=model.input_size, **sizes)
+    else:
+        datamodule = FashionMNISTDataModule.for_model(model, data_dir=data_dir, eval_limit=eval_limit, eval_batch_size=batch_size)
     trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_progress_bar=progress_bar,
                         enable_model_summary=False, precision=model.recipe.precision)  # fmt: skip
     run = trainer.test if split == "test" else trainer.validate

@@ -9,5 +9,6 @@ from .googlenet import GoogLeNet
 from .resnet import ResNet
 from .densenet import DenseNet
 from .external import TimmClassifier
+from ..detection.tiny_ssd import TinySSD
 
-__all__ = ["LinearRegression", "SoftmaxRegression", "MLP", "LeNet", "AlexNet", "VGG", "NiN", "GoogLeNet", "ResNet", "DenseNet", "TimmClassifier"]
+__all__ = ["LinearRegression", "SoftmaxRegression", "MLP", "LeNet", "AlexNet", "VGG", "NiN", "GoogLeNet", "ResNet", "DenseNet", "TimmClassifier", "TinySSD"]

@@ -1,0 +1,173 @@
+"""TinySSD: the book's single-shot multibox detector (ch. "Single Shot Multibox Detection").
+
+Five blocks produce feature maps of falling resolution (a base network of three down-sampling
+blocks, two more down-sampling blocks, and global max pooling at the last scale). At every scale,
+anchor boxes of two sizes and three ratios are centred on each pixel, and two 3x3 convolutions
+predict, for every anchor, its class (background + the classes) and the offsets of its box.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..classifier import ImageClassifier
+from ..registry import Recipe, register_model
+from .boxes import multibox_detection, multibox_prior, multibox_target
+
+__all__ = ["TinySSD", "down_sample_blk", "cls_predictor", "bbox_predictor"]
+
+# The book's anchor sizes per scale (growing with the receptive field) and ratios.
+SIZES = ((0.2, 0.272), (0.37, 0.447), (0.54, 0.619), (0.71, 0.79), (0.88, 0.961))
+RATIOS = (1.0, 2.0, 0.5)
+NUM_ANCHORS = len(SIZES[0]) + len(RATIOS) - 1  # 4 per pixel
+
+
+def cls_predictor(num_inputs: int, num_anchors: int, num_classes: int) -> nn.Conv2d:
+    """Per pixel: num_anchors x (num_classes + 1) class scores (the +1 is background)."""
+    return nn.Conv2d(num_inputs, num_anchors * (num_classes + 1), kernel_size=3, padding=1)
+
+
+def bbox_predictor(num_inputs: int, num_anchors: int) -> nn.Conv2d:
+    """Per pixel: num_anchors x 4 box offsets."""
+    return nn.Conv2d(num_inputs, num_anchors * 4, kernel_size=3, padding=1)
+
+
+def down_sample_blk(in_channels: int, out_channels: int) -> nn.Sequential:
+    """Two 3x3 conv + BN + ReLU, then a 2x2 max pool that halves height and width."""
+    layers: list[nn.Module] = []
+    for _ in range(2):
+        layers += [nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1), nn.BatchNorm2d(out_channels), nn.ReLU()]
+        in_channels = out_channels
+    layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
+
+
+def base_net(in_chans: int) -> nn.Sequential:
+    """Three down-sampling blocks, 16 -> 32 -> 64 channels: 1/8 of the input's side."""
+    blk, channels = [], [in_chans, 16, 32, 64]
+    for i in range(len(channels) - 1):
+        blk.append(down_sample_blk(channels[i], channels[i + 1]))
+    return nn.Sequential(*blk)
+
+
+class TinySSD(ImageClassifier):
+    """The book's TinySSD as a zoo model: ``backbone`` holds the five feature blocks, ``head`` the
+    class and box predictors of each scale. Trained on FashionMNISTScenes with cross-entropy over
+    every anchor plus the L1 loss of the offsets of the anchors that have a box; evaluated with
+    torchmetrics' MeanAveragePrecision (mAP@0.5 and mAP@[.5:.95])."""
+
+    default_recipe = Recipe(optimizer="adamw", lr=3e-3, weight_decay=1e-4, schedule="cosine", warmup_epochs=1, batch_size=64, epochs=20)
+
+    def __init__(self, *, nms_threshold: float = 0.5, score_threshold: float = 0.05, top_k: int = 20, **kwargs: Any) -> None:
+        kwargs.setdefault("input_size", 96)
+        super().__init__(**kwargs)
+        self.nms_threshold, self.score_threshold, self.top_k = nms_threshold, score_threshold, top_k
+        widths = [64, 128, 128, 128, 128]
+        self.backbone = nn.ModuleList([
+            base_net(self.in_chans),
+            down_sample_blk(64, 128),
+            down_sample_blk(128, 128),
+            down_sample_blk(128, 128),
+            nn.AdaptiveMaxPool2d((1, 1)),
+        ])  # fmt: skip
+        self.head = nn.ModuleDict({
+            "cls": nn.ModuleList(cls_predictor(w, NUM_ANCHORS, self.num_classes) for w in widths),
+            "bbox": nn.ModuleList(bbox_predictor(w, NUM_ANCHORS) for w in widths),
+        })  # fmt: skip
+        self._anchors: dict[tuple, torch.Tensor] = {}
+        self._maps: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------------------------- forward
+    def _anchors_for(self, shapes: Sequence[tuple[int, int]], device: torch.device) -> torch.Tensor:
+        key = (tuple(shapes), str(device))
+        if key not in self._anchors:  # depends only on the feature-map sizes: compute once
+            self._anchors[key] = torch.cat([multibox_prior(s, SIZES[i], RATIOS, device=device) for i, s in enumerate(shapes)], dim=1)
+        return self._anchors[key]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(anchors (1, A, 4), class scores (N, A, num_classes + 1), offsets (N, 4A))."""
+        self._check_input(x)
+        cls_preds, bbox_preds, shapes = [], [], []
+        for blk, cls, bbox in zip(self.backbone, self.head["cls"], self.head["bbox"]):
+            x = blk(x)
+            shapes.append(tuple(x.shape[-2:]))
+            # Channels last, then flatten: predictions line up with multibox_prior's anchor order.
+            cls_preds.append(cls(x).permute(0, 2, 3, 1).flatten(1))
+            bbox_preds.append(bbox(x).permute(0, 2, 3, 1).flatten(1))
+        n = x.shape[0]
+        cls_all = torch.cat(cls_preds, dim=1).reshape(n, -1, self.num_classes + 1)
+        return self._anchors_for(shapes, x.device), cls_all, torch.cat(bbox_preds, dim=1)
+
+    @torch.no_grad()
+    def detect(self, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """Boxes (normalised corners), scores and labels (from 0) per image, after NMS."""
+        anchors, cls_preds, bbox_preds = self(x)
+        probs = F.softmax(cls_preds.float(), dim=2).permute(0, 2, 1)
+        return multibox_detection(probs, bbox_preds.float(), anchors, self.nms_threshold, self.score_threshold, self.top_k)
+
+    # ---------------------------------------------------------------------------------- steps
+    def _loss(self, batch: Any) -> torch.Tensor:
+        x, targets = batch
+        anchors, cls_preds, bbox_preds = self(x)
+        bbox_labels, bbox_masks, cls_labels = multibox_target(anchors, targets)
+        cls_loss = F.cross_entropy(cls_preds.reshape(-1, self.num_classes + 1).float(), cls_labels.reshape(-1))
+        # Anchors without a box (background) add nothing to the box loss: the mask zeroes them.
+        bbox_loss = F.l1_loss(bbox_preds.float() * bbox_masks, bbox_labels * bbox_masks)
+        return cls_loss + bbox_loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch)
+        if self._trainer is None or (self.trainer.global_step + 1) % self.trainer.log_every_n_steps == 0:
+            self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        pass  # no accuracy for a detector
+
+    def _metric(self, stage: str) -> Any:
+        if stage not in self._maps:
+            from torchmetrics.detection import MeanAveragePrecision
+
+            self._maps[stage] = MeanAveragePrecision(iou_type="bbox").to(self.device)
+        return self._maps[stage]
+
+    def _eval_step(self, batch: Any, stage: str) -> None:
+        x, targets = batch
+        self.log(f"{stage}/loss", self._loss(batch), prog_bar=stage == "val")
+        scale = float(self.input_size)
+        preds = [{k: (v * scale if k == "boxes" else v) for k, v in d.items()} for d in self.detect(x)]
+        truth = [{"boxes": t[t[:, 0] >= 0, 1:] * scale, "labels": t[t[:, 0] >= 0, 0].long()} for t in targets]
+        self._metric(stage).update(preds, truth)
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        metric = self._metric(stage)
+        result = metric.compute()
+        self.log(f"{stage}/map50", result["map_50"].float(), prog_bar=True)
+        self.log(f"{stage}/map", result["map"].float())
+        metric.reset()
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, torch.Tensor]]:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.detect(x)
+
+
+@register_model(input_size=96, chapter="14.7", recipe=TinySSD.default_recipe, task="detection")
+def tiny_ssd(**kwargs: Any) -> TinySSD:
+    """The book's TinySSD detector, on 96x96 scenes of Fashion-MNIST items."""
+    return TinySSD(**kwargs)
