@@ -17,6 +17,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from .data.fashion_mnist import CLASSES, MEAN, STD
+from .data.preprocess import per_channel
 from .registry import Recipe
 
 __all__ = ["ImageClassifier", "init_cnn"]
@@ -74,8 +75,8 @@ class ImageClassifier(L.LightningModule):
         self.num_classes = num_classes
         self.in_chans = in_chans
         self.input_size = input_size
-        self.mean = _per_channel(mean, in_chans, "mean")
-        self.std = _per_channel(std, in_chans, "std")
+        self.mean = per_channel(mean, in_chans, "mean")
+        self.std = per_channel(std, in_chans, "std")
         self.label_names = list(label_names) if label_names is not None else [str(i) for i in range(num_classes)]
         # validate_args=False: the labels come from our own DataModule; checking their range with
         # torch.unique on every batch costs more than the accuracy itself.
@@ -219,11 +220,3 @@ def _warmup_cosine(warmup: int, total: int):
 
     return factor
 
-
-def _per_channel(value: Sequence[float] | float, channels: int, what: str) -> list[float]:
-    values = [float(value)] if isinstance(value, (int, float)) else [float(v) for v in value]
-    if len(values) == 1:
-        values = values * channels
-    if len(values) != channels:
-        raise ValueError(f"{what} has {len(values)} values but the model has {channels} input channels")
-    return values

@@ -291,6 +291,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         from .augment import BatchTransform  # local: augment imports the registry, which imports models
+        from .preprocess import per_channel
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -311,9 +312,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.download = download
         self.device_resident = device_resident
         self.channels_last = channels_last
-        mean_l = [float(mean)] * in_chans if isinstance(mean, (int, float)) else list(mean)
-        std_l = [float(std)] * in_chans if isinstance(std, (int, float)) else list(std)
-        self.transform = BatchTransform(input_size=input_size, mean=mean_l, std=std_l, in_chans=in_chans, augment=augment)
+        self.transform = BatchTransform(input_size=input_size, mean=per_channel(mean, in_chans, "mean"),
+                                        std=per_channel(std, in_chans, "std"), in_chans=in_chans, augment=augment)  # fmt: skip
         self.classes = list(CLASSES)
         self.num_classes = len(CLASSES)
         self.train_set = self.val_set = self.test_set = None

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from .preprocess import Preprocess
+from .preprocess import Preprocess, per_channel
 
 __all__ = ["ImageFolderDataModule", "IMAGE_EXTENSIONS", "scan_image_folder"]
 
@@ -103,8 +103,7 @@ class ImageFolderDataModule(L.LightningDataModule):
             raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
         self.root = Path(root)
         self.input_size, self.in_chans = input_size, in_chans
-        self.mean = [float(m) for m in mean] * (in_chans if len(mean) == 1 else 1)
-        self.std = [float(s) for s in std] * (in_chans if len(std) == 1 else 1)
+        self.mean, self.std = per_channel(mean, in_chans, "mean"), per_channel(std, in_chans, "std")
         self.batch_size, self.val_fraction, self.seed = batch_size, val_fraction, seed
         self.augment, self.hflip, self.strict, self.num_workers = augment, hflip, strict, num_workers
         self.classes: list[str] = []

@@ -8,7 +8,17 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
-__all__ = ["Preprocess"]
+__all__ = ["Preprocess", "per_channel"]
+
+
+def per_channel(value: Sequence[float] | float, channels: int, what: str) -> list[float]:
+    """A mean or std as one float per channel; a single value is repeated for every channel."""
+    values = [float(value)] if isinstance(value, (int, float)) else [float(v) for v in value]
+    if len(values) == 1:
+        values = values * channels
+    if len(values) != channels:
+        raise ValueError(f"{what} has {len(values)} values but the model has {channels} input channels")
+    return values
 
 # ITU-R 601 luma, what PIL's convert("L") uses: colour photos become the gray images the
 # Fashion-MNIST models were trained on.

@@ -105,14 +105,15 @@ class TinySSD(ImageClassifier):
     @torch.no_grad()
     def detect(self, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         """Boxes (normalised corners), scores and labels (from 0) per image, after NMS."""
-        anchors, cls_preds, bbox_preds = self(x)
+        return self._decode(*self(x))
+
+    def _decode(self, anchors: torch.Tensor, cls_preds: torch.Tensor, bbox_preds: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         probs = F.softmax(cls_preds.float(), dim=2).permute(0, 2, 1)
         return multibox_detection(probs, bbox_preds.float(), anchors, self.nms_threshold, self.score_threshold, self.top_k)
 
     # ---------------------------------------------------------------------------------- steps
-    def _loss(self, batch: Any) -> torch.Tensor:
-        x, targets = batch
-        anchors, cls_preds, bbox_preds = self(x)
+    def _loss(self, outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+        anchors, cls_preds, bbox_preds = outputs
         bbox_labels, bbox_masks, cls_labels = multibox_target(anchors, targets)
         cls_loss = F.cross_entropy(cls_preds.reshape(-1, self.num_classes + 1).float(), cls_labels.reshape(-1))
         # Anchors without a box (background) add nothing to the box loss: the mask zeroes them.
@@ -120,7 +121,8 @@ class TinySSD(ImageClassifier):
         return cls_loss + bbox_loss
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        loss = self._loss(batch)
+        x, targets = batch
+        loss = self._loss(self(x), targets)
         if self._trainer is None or (self.trainer.global_step + 1) % self.trainer.log_every_n_steps == 0:
             self.log("train/loss", loss, prog_bar=True)
         return loss
@@ -137,9 +139,10 @@ class TinySSD(ImageClassifier):
 
     def _eval_step(self, batch: Any, stage: str) -> None:
         x, targets = batch
-        self.log(f"{stage}/loss", self._loss(batch), prog_bar=stage == "val")
+        outputs = self(x)  # one forward pass serves both the loss and the detections
+        self.log(f"{stage}/loss", self._loss(outputs, targets), prog_bar=stage == "val")
         scale = float(self.input_size)
-        preds = [{k: (v * scale if k == "boxes" else v) for k, v in d.items()} for d in self.detect(x)]
+        preds = [{k: (v * scale if k == "boxes" else v) for k, v in d.items()} for d in self._decode(*outputs)]
         truth = [{"boxes": t[t[:, 0] >= 0, 1:] * scale, "labels": t[t[:, 0] >= 0, 0].long()} for t in targets]
         self._metric(stage).update(preds, truth)
 
