@@ -160,7 +160,9 @@ def test_tiny_ssd_shapes_anchor_order_and_round_trip(tmp_path):
 def test_short_training_raises_map_above_the_floor(tmp_path):
     from zoo.train import train
 
-    recipe = {"optimizer": "adamw", "lr": 3e-3, "schedule": "cosine", "epochs": 3, "batch_size": 64}
+    import zoo
+
+    recipe = zoo.Recipe(optimizer="adamw", lr=3e-3, schedule="cosine", epochs=3, batch_size=64)
     result = train("tiny_ssd", model_kwargs={"recipe": recipe}, train_limit=1500, eval_limit=300, out_dir=tmp_path, progress_bar=False)
     # Untrained, the detector scores about 0 (checked by the same run's first validation below).
     assert result.metrics["test/map50"] > 0.03, result.metrics

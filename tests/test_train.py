@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import zoo
-from zoo.cli import main
+from zoo.cli import build_parser, main
 from zoo.train import train
 
 
@@ -17,7 +17,8 @@ def test_lenet_bn_learns_fashion_mnist(tmp_path):
     # 10,000 real training images, 2 epochs; held-out: the first 2,000 validation and test images.
     # Seeds 0-2 measured 0.797-0.805 test accuracy (chance: 0.10; the book's 10 full epochs: 0.880).
     # A fixed recipe, so the test does not move when the leaderboard recipe is tuned.
-    recipe = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "schedule": "cosine", "batch_size": 128, "epochs": 2}
+    # A whole Recipe replaces the model's (a dict would only change the fields it names).
+    recipe = zoo.Recipe(optimizer="sgd", lr=0.1, momentum=0.9, schedule="cosine", batch_size=128, epochs=2)
     result = train("lenet_bn", model_kwargs={"recipe": recipe}, train_limit=10000, eval_limit=2000, out_dir=tmp_path, progress_bar=False)
     m = result.metrics
     assert m["test/acc"] > 0.77, m
@@ -95,6 +96,28 @@ def test_zoo_train_runs_and_reports(tmp_path, capsys):
     assert metrics["test/acc"] > 0.5
 
 
+def test_every_recipe_field_is_a_flag_and_overrides_layer_on_the_models_recipe(tmp_path):
+    flags = {a.dest for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions}
+    assert set(zoo.Recipe.field_names()) <= flags
+    # Fields no flag reached before (momentum, nesterov, warmup_epochs, ema, mixup, cutmix), on a real run.
+    code = main(["train", "softmax", "--epochs", "1", "--train-limit", "512", "--eval-limit", "256", "--out", str(tmp_path),
+                 "--no-progress", "--no-test", "--optimizer", "sgd", "--momentum", "0.5", "--nesterov", "--warmup-epochs", "0.5",
+                 "--ema", "0.9", "--mixup", "0.2", "--cutmix", "0.5"])  # fmt: skip
+    assert code == 0
+    recipe = json.loads((tmp_path / "version_0" / "metrics.json").read_text())["recipe"]
+    assert recipe == zoo.get_spec("softmax").recipe.replace(
+        epochs=1, optimizer="sgd", momentum=0.5, nesterov=True, warmup_epochs=0.5, ema=0.9, mixup=0.2, cutmix=0.5
+    ).to_dict()
+    assert recipe["schedule"] == "cosine" and recipe["weight_decay"] == 1e-4  # softmax's own, kept
+
+
+def test_train_takes_recipe_fields_by_name(tmp_path):
+    result = train("softmax", epochs=1, ema=0.5, train_limit=256, eval_limit=128, out_dir=tmp_path, progress_bar=False, test=False)
+    assert result.model.recipe == zoo.get_spec("softmax").recipe.replace(epochs=1, ema=0.5)
+    with pytest.raises(TypeError, match="unexpected keyword.*'epoch'"):
+        train("softmax", epoch=1, out_dir=tmp_path)
+
+
 def test_zoo_train_bad_input_is_one_clear_line(tmp_path, capsys):
     assert main(["train", "lenett"]) == 2
     assert "unknown model 'lenett'. Did you mean 'lenet'" in capsys.readouterr().err
@@ -141,7 +164,7 @@ def test_ema_weights_are_the_final_weights(tmp_path):
             seen["live"] = {k: v.clone() for k, v in pl_module.head.state_dict().items()}
             seen["ema"] = next(cb for cb in trainer.callbacks if isinstance(cb, EMA)).ema.module
 
-    recipe = {"optimizer": "sgd", "lr": 0.1, "epochs": 1, "batch_size": 128, "ema": 0.9}
+    recipe = zoo.Recipe(optimizer="sgd", lr=0.1, epochs=1, batch_size=128, ema=0.9)
     result = train("softmax", model_kwargs={"recipe": recipe}, train_limit=2048, eval_limit=500, out_dir=tmp_path,
                    progress_bar=False, callbacks=[Probe()])  # fmt: skip
     final = result.model.head.state_dict()
@@ -153,7 +176,7 @@ def test_ema_weights_are_the_final_weights(tmp_path):
 
 
 def test_mixup_and_cutmix_train_on_soft_targets(tmp_path):
-    recipe = {"optimizer": "adamw", "lr": 3e-3, "epochs": 2, "batch_size": 128, "mixup": 0.2, "cutmix": 1.0, "label_smoothing": 0.1}
+    recipe = zoo.Recipe(optimizer="adamw", lr=3e-3, epochs=2, batch_size=128, mixup=0.2, cutmix=1.0, label_smoothing=0.1)
     result = train("lenet_bn", model_kwargs={"recipe": recipe}, train_limit=4096, eval_limit=1000, out_dir=tmp_path, progress_bar=False)
     assert result.metrics["test/acc"] > 0.6, result.metrics
     with pytest.raises(ValueError, match="recipe.mixup and recipe.cutmix are alphas"):

@@ -7,11 +7,15 @@
     >>> net = zoo.load("lenet")                  # trained weights, eval mode, .preprocess, .label_names
 """
 
+from .registry import ModelSpec, get_spec, list_models, register_model
+from .recipe import Recipe
+from .base import ImageModel
 from .classifier import ImageClassifier
 from .data import FashionMNISTDataModule, SyntheticRegressionDataModule
-from .registry import ModelSpec, Recipe, create_model, get_spec, list_models, register_model
-from .hub import CheckpointError, WeightsNotFoundError, load, save_checkpoint
 from .data.preprocess import Preprocess
+from .checkpoint import CheckpointError, save_checkpoint
+from .hub import WeightsNotFoundError, load
+from .factory import create_model
 from .finetune import FineTuner
 from . import models  # noqa: F401  (registers every model)
 
@@ -24,6 +28,7 @@ __all__ = [
     "WeightsNotFoundError",
     "Preprocess",
     "FineTuner",
+    "ImageModel",
     "ImageClassifier",
     "FashionMNISTDataModule",
     "SyntheticRegressionDataModule",

@@ -1,14 +1,13 @@
 """ImageClassifier: the one LightningModule every zoo classifier shares.
 
 A subclass only builds ``self.backbone`` (image -> features) and ``self.head`` (features -> logits);
-the loss, the metrics, the optimiser and the learning-rate schedule live here, driven by the
-model's :class:`~zoo.registry.Recipe`.
+the loss and the accuracy live in :class:`ClassifierSteps` (shared with the fine-tuner), the
+optimiser and the schedule in :class:`~zoo.base.ImageModel`, all driven by the model's recipe.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any, Sequence
+from typing import Any
 
 import lightning as L
 import torch
@@ -16,11 +15,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from .data.fashion_mnist import CLASSES, MEAN, STD
-from .data.preprocess import per_channel
-from .registry import Recipe
+from .base import ImageModel, log_train_loss
+from .data.fashion_mnist import FashionMNISTDataModule, find_data_dir
 
-__all__ = ["ImageClassifier", "init_cnn"]
+__all__ = ["ImageClassifier", "ClassifierSteps", "init_cnn"]
 
 
 def init_cnn(module: nn.Module) -> None:
@@ -31,91 +29,29 @@ def init_cnn(module: nn.Module) -> None:
             nn.init.xavier_uniform_(m.weight)
 
 
-class ImageClassifier(L.LightningModule):
-    """Base class: ``forward(x) = head(backbone(x))`` with cross-entropy training.
+def _accuracy(num_classes: int) -> MulticlassAccuracy:
+    # validate_args=False: the labels come from our own DataModules; checking their range with
+    # torch.unique on every batch costs more than the accuracy itself.
+    return MulticlassAccuracy(num_classes, average="micro", validate_args=False)
 
-    Args:
-        num_classes: size of the output layer.
-        in_chans: channels of the input images (Fashion-MNIST is 1; 3 for RGB data).
-        input_size: side of the square images the network expects.
-        mean, std: per-channel normalisation the inputs were trained with (one value = every channel).
-        label_names: names of the classes, in output order.
-        recipe: training recipe (a :class:`Recipe` or a dict of its fields).
+
+class ClassifierSteps:
+    """Cross-entropy training and top-1 accuracy for a LightningModule whose forward gives logits.
+
+    A mixin: the module calls :meth:`init_metrics` in its constructor and has a ``recipe`` (label
+    smoothing, Mixup/CutMix) and ``num_classes``.
     """
 
-    #: True when a flatten -> linear layer ties the network to exactly ``input_size``.
-    fixed_input_size: bool = False
-    #: Default recipe when neither the caller nor the registry gives one.
-    default_recipe: Recipe = Recipe()
+    recipe: Any
+    num_classes: int
 
-    def __init__(
-        self,
-        *,
-        num_classes: int = 10,
-        in_chans: int = 1,
-        input_size: int = 28,
-        mean: Sequence[float] | float = MEAN,
-        std: Sequence[float] | float = STD,
-        label_names: Sequence[str] | None = None,
-        recipe: Recipe | dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__()
-        for arg, value, low in (("num_classes", num_classes, 1), ("in_chans", in_chans, 1), ("input_size", input_size, 8)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{arg} must be an integer >= {low}, got {value!r}")
-        if label_names is None and num_classes == len(CLASSES):
-            label_names = CLASSES
-        if label_names is not None and len(label_names) != num_classes:
-            raise ValueError(f"label_names has {len(label_names)} names but num_classes is {num_classes}")
-        self.recipe = Recipe.coerce(recipe, type(self).default_recipe)
-        # Lightning collects the constructor arguments of the whole subclass chain, so a checkpoint
-        # rebuilds the exact model; the resolved recipe is stored, not the None the caller may pass.
-        self.save_hyperparameters()
-        self.hparams["recipe"] = self.recipe.to_dict()
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.input_size = input_size
-        self.mean = per_channel(mean, in_chans, "mean")
-        self.std = per_channel(std, in_chans, "std")
-        self.label_names = list(label_names) if label_names is not None else [str(i) for i in range(num_classes)]
-        # validate_args=False: the labels come from our own DataModule; checking their range with
-        # torch.unique on every batch costs more than the accuracy itself.
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+    def init_metrics(self, num_classes: int) -> None:
+        self.train_acc = _accuracy(num_classes)
+        self.val_acc = _accuracy(num_classes)
+        self.test_acc = _accuracy(num_classes)
 
-    # ----------------------------------------------------------------------------------- forward
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input(x)
-        return self.head(self.backbone(x))
-
-    def _check_input(self, x: torch.Tensor) -> None:
-        # Catch the common mistakes here, with the numbers, rather than as a shape error deep in a conv.
-        if x.ndim != 4:
-            raise ValueError(
-                f"{type(self).__name__} expects a batch of images (N, {self.in_chans}, H, W), "
-                f"got a tensor of shape {tuple(x.shape)}"
-            )
-        if x.shape[1] != self.in_chans:
-            raise ValueError(
-                f"{type(self).__name__} was built for {self.in_chans}-channel images, got {x.shape[1]} "
-                f"channels (shape {tuple(x.shape)}); build it with in_chans={x.shape[1]} or convert the images"
-            )
-        if self.fixed_input_size and tuple(x.shape[-2:]) != (self.input_size, self.input_size):
-            raise ValueError(
-                f"{type(self).__name__} needs {self.input_size}x{self.input_size} inputs (its linear layers "
-                f"are sized for them), got {x.shape[-2]}x{x.shape[-1]}; resize the images first"
-            )
-
-    @property
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    # ----------------------------------------------------------------------------------- steps
-    def _unpack(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    @staticmethod
+    def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         if isinstance(batch, (tuple, list)):
             return batch[0], (batch[1] if len(batch) > 1 else None)
         return batch, None
@@ -130,12 +66,10 @@ class ImageClassifier(L.LightningModule):
         else:
             logits = self(x)
             loss = F.cross_entropy(logits, y, label_smoothing=r.label_smoothing)
-        self.train_acc.update(logits, y)  # against the unmixed labels: a rough guide under mixing  # update, not forward: no per-batch accuracy to compute
-        # Only on the steps the logger writes (Lightning writes when (step + 1) % n == 0): self.log
-        # costs Lightning ~0.5 ms of bookkeeping, 5-8 % of a LeNet step on a 2-core CPU
-        # (scripts/benchmark.py --model lenet).
-        if self._trainer is None or (self.trainer.global_step + 1) % self.trainer.log_every_n_steps == 0:
-            self.log("train/loss", loss, prog_bar=True)
+        # Against the unmixed labels: a rough guide under mixing. update, not forward: no per-batch
+        # accuracy to compute.
+        self.train_acc.update(logits, y)
+        log_train_loss(self, loss)
         return loss
 
     @property
@@ -173,50 +107,24 @@ class ImageClassifier(L.LightningModule):
         x, _ = self._unpack(batch)
         return self(x).softmax(dim=-1)
 
-    # ----------------------------------------------------------------------------------- optimisation
-    def parameter_groups(self) -> list[dict[str, Any]]:
-        """Weights get weight decay; biases and norm parameters (every 0-/1-d tensor) never do,
-        since decaying a BatchNorm scale or a bias only fights the normalisation."""
-        decay, no_decay = [], []
-        for p in self.parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim <= 1 else decay).append(p)
-        groups = [{"params": decay, "weight_decay": self.recipe.weight_decay}]
-        if no_decay:
-            groups.append({"params": no_decay, "weight_decay": 0.0})
-        return groups
 
-    def configure_optimizers(self) -> Any:
-        r = self.recipe
-        groups = self.parameter_groups()
-        if r.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=r.lr, momentum=r.momentum, nesterov=r.nesterov and r.momentum > 0)
-        else:
-            opt = torch.optim.AdamW(groups, lr=r.lr)
-        if r.schedule == "none":
-            return opt
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total) or total < 1:
-            raise ValueError(f"the {r.schedule!r} schedule needs a finite number of steps (set max_epochs or max_steps)")
-        total = int(total)
-        epochs = max(1, self.trainer.max_epochs or 1)
-        warmup = int(round(r.warmup_epochs / epochs * total))
-        if r.schedule == "onecycle":
-            # warmup_epochs sets the rising phase; without it, PyTorch's default of 30 % of the steps.
-            pct = warmup / total if warmup else 0.3
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r.lr, total_steps=total, pct_start=pct)
-        else:
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(warmup, total))
-        # Stepped every batch: the schedules are defined over optimisation steps.
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+class ImageClassifier(ClassifierSteps, ImageModel):
+    """Base class of the zoo's classifiers: ``forward(x) = head(backbone(x))`` with cross-entropy
+    training (arguments: :class:`~zoo.base.ImageModel`)."""
 
+    task = "classification"
+    score, score_label = "acc", "top-1"
+    hub_task = "image-classification"
 
-def _warmup_cosine(warmup: int, total: int):
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.init_metrics(self.num_classes)
 
-    return factor
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        return self.head(self.backbone(x))
 
+    def datamodule(self, *, data_dir: Any = None, download: bool = False, **options: Any) -> L.LightningDataModule:
+        """Fashion-MNIST at this model's input size, channels, normalisation and recipe."""
+        find_data_dir(data_dir, download=download)  # fail here, with the how-to-get-it message, before any Trainer starts
+        return FashionMNISTDataModule.for_model(self, data_dir=data_dir, download=download, **options)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import sys
 from typing import Sequence
 
-from .registry import AUGMENT_PRESETS, OPTIMIZERS, SCHEDULES, create_model, get_spec, list_models
+from .recipe import Recipe
+from .registry import build_model, get_spec, list_models
 
 __all__ = ["main"]
 
@@ -31,6 +33,23 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _add_recipe_flags(group: argparse._ArgumentGroup) -> None:
+    """One flag per Recipe field (``--weight-decay``, ``--ema``, ``--nesterov/--no-nesterov``...),
+    made from the dataclass itself, so every field is reachable and none is copied by hand. Unset
+    flags are None: the model's recipe keeps its value."""
+    for f in dataclasses.fields(Recipe):
+        flag, meta = "--" + f.name.replace("_", "-"), f.metadata
+        if meta["kind"] is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=meta["help"])
+        else:
+            kind = _positive_int if meta["kind"] is int else meta["kind"]
+            group.add_argument(flag, type=kind, choices=meta["choices"], default=None, help=meta["help"])
+
+
+def _recipe_overrides(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name in Recipe.field_names() if getattr(args, name) is not None}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zoo", description="The networks of Dive into Deep Learning, trained on Fashion-MNIST.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -40,19 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model on Fashion-MNIST with its recipe, then test it")
     p.add_argument("model", help="registered model name (see `zoo list`)")
-    g = p.add_argument_group("recipe overrides (default: the model's recipe)")
-    g.add_argument("--epochs", type=_positive_int)
-    g.add_argument("--lr", type=float)
-    g.add_argument("--batch-size", type=_positive_int)
-    g.add_argument("--optimizer", choices=OPTIMIZERS)
-    g.add_argument("--schedule", choices=SCHEDULES)
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--label-smoothing", type=float)
-    g.add_argument("--augment", choices=AUGMENT_PRESETS)
-    g.add_argument("--precision", help="Lightning precision, e.g. 32-true, bf16-mixed, 16-mixed")
-    g.add_argument("--eval-batch-size", type=_positive_int, help="validation/test batch size (default: 2x batch size)")
-    g.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="NHWC memory format")
-    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the model")
+    _add_recipe_flags(p.add_argument_group("recipe overrides (default: the model's recipe, see `zoo list`)"))
     h = p.add_argument_group("hardware")
     h.add_argument("--accelerator", default="auto", help="cpu, gpu, auto (default)")
     h.add_argument("--devices", type=_devices, default="auto", help="'auto', a count, or ids like 0,1")
@@ -128,8 +135,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     scores = evaluate(model, split=args.split, data_dir=args.data_dir, eval_limit=args.eval_limit, accelerator=args.accelerator)
     info = model.checkpoint
     print(f"{model.model_name} ({info['source']}: {info['path']})")
-    key = f"{args.split}/acc" if f"{args.split}/acc" in scores else f"{args.split}/map50"
-    name = "top-1" if key.endswith("acc") else "mAP@0.5"
+    key, name = f"{args.split}/{model.score}", model.score_label
     print(f"  {args.split} {name} {scores[key]:.4f}   " + "   ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != key))
     recorded = info.get("metrics", {}).get(key)
     if recorded is not None and args.eval_limit is None:
@@ -162,8 +168,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from .hub import load
 
+    from .detection.detector import Detector
+
     model = load(args.model)
-    if get_spec(model.model_name).task == "detection":
+    if isinstance(model, Detector):
         return _predict_boxes(model, args)
     k = min(args.top_k, model.num_classes)
     for path in args.images:
@@ -217,7 +225,8 @@ def cmd_push(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from .hub import BUNDLED_DIR, CONFIG_NAME, HUB_ORG, manifest_entry, push_to_hub, read_manifest, store_dir, write_manifest
+    from .checkpoint import CONFIG_NAME
+    from .hub import BUNDLED_DIR, HUB_ORG, manifest_entry, push_to_hub, read_manifest, store_dir, write_manifest
 
     folder = Path(args.target)
     if not folder.is_dir():
@@ -252,8 +261,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("-" * len(header))
     for name in names:
         spec = get_spec(name)
-        params = sum(p.numel() for p in create_model(name).parameters())
-        size = f"{spec.input_size}x{spec.input_size}" if spec.task != "regression" else "-"
+        params = sum(p.numel() for p in build_model(name).parameters())
+        size = f"{spec.input_size}x{spec.input_size}" if spec.input_size is not None else "-"
         book = f"{spec.book_top1:.3f}" if spec.book_top1 is not None else "-"
         print(f"{name:<10} {params:>12,} {size:>7}  {spec.chapter:<7} {book:>10}  {spec.description}")
     return 0
@@ -264,18 +273,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     result = train(
         args.model,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        schedule=args.schedule,
-        weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing,
-        augment=args.augment,
-        precision=args.precision,
-        eval_batch_size=args.eval_batch_size,
-        channels_last=args.channels_last,
-        compile=args.compile,
         seed=args.seed,
         accelerator=args.accelerator,
         devices=args.devices,
@@ -292,12 +289,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         test=not args.no_test,
         progress_bar=not args.no_progress,
         command=shlex.join(["zoo", *args.argv]),
+        **_recipe_overrides(args),
     )
     m = result.metrics
     if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
         return 0  # under DDP, the first process reports
     print(f"\n{args.model}: {m['epochs']} epochs in {m['fit_seconds']:.1f} s on {m['device']}")
-    for key in ("val/acc", "test/acc"):
+    score = getattr(result.model, "score", None)
+    for key in (f"val/{score}", f"test/{score}") if score else ():
         if key in m:
             print(f"  {key:<9} {m[key]:.4f}")
     print(f"  run folder: {result.run_dir}  (metrics.json, checkpoints/last.ckpt, export/)")
@@ -311,7 +310,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     from .data import CorruptDataError, DataNotFoundError
-    from .hub import CheckpointError, WeightsNotFoundError  # noqa: F401  (subclasses of the caught ones)
 
     try:
         commands = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "finetune": cmd_finetune, "predict": cmd_predict, "push": cmd_push}

@@ -13,20 +13,23 @@ from typing import Any, Sequence
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.callbacks import BaseFinetuning
-from torchmetrics.classification import MulticlassAccuracy
 
-from .hub import load, with_new_head
-from .registry import create_model
+from .adapt import with_new_head
+from .base import decay_groups
+from .classifier import ClassifierSteps
+from .hub import load
+from .recipe import Recipe
+from .registry import build_model
 
 __all__ = ["FineTuner", "BackboneFreeze", "STRATEGIES"]
 
 STRATEGIES = ("no_freeze", "freeze", "freeze_unfreeze")
 
 
-class FineTuner(L.LightningModule):
-    """Fine-tune a pretrained zoo network on new classes.
+class FineTuner(ClassifierSteps, L.LightningModule):
+    """Fine-tune a pretrained zoo network on new classes. The loss and the accuracy are the zoo
+    classifiers' own (:class:`~zoo.classifier.ClassifierSteps`); only the optimiser differs.
 
     Args:
         source: a zoo model name ("lenet", resolved like :func:`zoo.load`) or a checkpoint folder.
@@ -76,15 +79,16 @@ class FineTuner(L.LightningModule):
         if label_names is not None and len(label_names) != num_classes:
             raise ValueError(f"label_names has {len(label_names)} names for {num_classes} classes")
         self.save_hyperparameters()
+        # What the shared classifier steps read: plain cross-entropy, no label smoothing, no mixing.
+        self.recipe = Recipe(optimizer=optimizer, lr=lr, weight_decay=weight_decay)
         source_model = load_source(source, in_chans=in_chans, input_size=input_size, timm_weights=timm_weights)  # step 1
         if pretrained:
             # Steps 2 and 3: every parameter copied, a fresh head (even for as many classes as before).
             self.model = with_new_head(source_model, num_classes, label_names=label_names)
         else:
             kwargs = {**source_model.zoo_kwargs, "num_classes": num_classes, "label_names": list(label_names) if label_names else None}
-            self.model = create_model(source_model.model_name, **kwargs)
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+            self.model = build_model(source_model.model_name, **kwargs)
+        self.init_metrics(num_classes)
 
     # The DataModule and the exporter read these off the target model.
     @property
@@ -103,25 +107,6 @@ class FineTuner(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        self.train_acc.update(logits, y)
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
-
-    def on_train_epoch_end(self) -> None:
-        self.log("train/acc", self.train_acc.compute(), prog_bar=True)
-        self.train_acc.reset()
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        x, y = batch
-        logits = self(x)
-        self.val_acc.update(logits, y)
-        self.log("val/loss", F.cross_entropy(logits, y), prog_bar=True)
-        self.log("val/acc", self.val_acc, prog_bar=True)
-
     # ---------------------------------------------------------------------------------- optimiser
     def backbone_lr(self) -> float:
         h = self.hparams
@@ -129,9 +114,9 @@ class FineTuner(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         h = self.hparams
-        groups = _groups(self.head.parameters(), h.lr, h.weight_decay)
+        groups = decay_groups(self.head.parameters(), h.weight_decay, lr=h.lr)
         # A frozen backbone stays out until BaseFinetuning adds it (freeze_unfreeze).
-        groups += _groups((p for p in self.backbone.parameters() if p.requires_grad), self.backbone_lr(), h.weight_decay)
+        groups += decay_groups(self.backbone.parameters(), h.weight_decay, lr=self.backbone_lr())
         if h.optimizer == "sgd":
             return torch.optim.SGD(groups, lr=h.lr, momentum=0.9)
         return torch.optim.AdamW(groups, lr=h.lr)
@@ -155,14 +140,6 @@ def load_source(source: str | os.PathLike, *, in_chans: int | None = None, input
     if input_size is not None or timm_weights is not None:
         raise ValueError("input_size and timm_weights apply to timm sources only (source='timm:<name>')")
     return load(str(source), in_chans=in_chans)
-
-
-def _groups(params: Any, lr: float, weight_decay: float) -> list[dict[str, Any]]:
-    # Weights decay, biases and norm parameters do not (as ImageClassifier.parameter_groups).
-    params = list(params)
-    decay = [p for p in params if p.ndim > 1]
-    rest = [p for p in params if p.ndim <= 1]
-    return [g for g in ({"params": decay, "lr": lr, "weight_decay": weight_decay}, {"params": rest, "lr": lr, "weight_decay": 0.0}) if g["params"]]
 
 
 class BackboneFreeze(BaseFinetuning):
@@ -203,7 +180,7 @@ class BackboneFreeze(BaseFinetuning):
         pl_module.backbone.train()
         present = {id(p) for g in optimizer.param_groups for p in g["params"]}  # resumed runs have them already
         new = [p for p in pl_module.backbone.parameters() if id(p) not in present]
-        for group in _groups(new, self.backbone_lr, self.weight_decay):
+        for group in decay_groups(new, self.weight_decay, lr=self.backbone_lr):
             optimizer.add_param_group(group)
 
 
@@ -241,8 +218,8 @@ def finetune(
 
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from .checkpoint import save_checkpoint
     from .data.folder import ImageFolderDataModule
-    from .hub import save_checkpoint
 
     out = Path(out_dir)
     probe = load_source(source, in_chans=in_chans, input_size=input_size, timm_weights=timm_weights)  # its input size, channels, normalisation

@@ -1,11 +1,13 @@
 """Training entry point: a real Lightning Trainer driven by a model's recipe.
 
-One run writes, under ``runs/<model>/version_<n>/`` (or ``out_dir``):
+One run writes, under ``runs/<model>/version_<n>/`` (or ``<out_dir>/version_<n>/``):
 
     checkpoints/last.ckpt     resume from here (``resume=True`` / ``zoo train --resume``)
-    checkpoints/best-NN.ckpt  the epoch with the best validation accuracy
-    metrics.csv, hparams.yaml Lightning's CSV log (one row per logged step/epoch)
-    metrics.json              test accuracy of the final weights, the run's settings and timings
+    checkpoints/best-NN.ckpt  the epoch with the best validation score
+    logs/version_<k>/         Lightning's CSV log, a new version per (re)start: metrics.csv (one row
+                              per logged step/epoch) and hparams.yaml
+    metrics.json              the final weights' test score, the run's settings and timings
+    export/                   the final weights as a checkpoint folder (also copied to the local store)
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, OnExceptionCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from .data import FashionMNISTDataModule, SyntheticRegressionDataModule, find_data_dir
-from .data.fashion_mnist import seed_torch
-from .hub import save_checkpoint, store_dir
-from .registry import Recipe, create_model, get_spec
+from .checkpoint import save_checkpoint
+from .hub import store_dir
+from .recipe import Recipe
+from .registry import build_model, get_spec
+from .runtime import seed_torch
 
 # Lightning advertises its cloud services ("💡 Tip: ...") on every Trainer start; keep the console for our output.
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda record: "💡 Tip" not in record.getMessage())
@@ -209,18 +212,7 @@ def _read_checkpoint_meta(path: Path) -> dict[str, Any]:
 def train(
     model_name: str,
     *,
-    epochs: int | None = None,
-    lr: float | None = None,
-    batch_size: int | None = None,
-    optimizer: str | None = None,
-    schedule: str | None = None,
-    weight_decay: float | None = None,
-    label_smoothing: float | None = None,
-    augment: str | None = None,
-    precision: str | None = None,
-    eval_batch_size: int | None = None,
-    channels_last: bool | None = None,
-    compile: bool | None = None,
+    recipe: Recipe | dict[str, Any] | None = None,
     model_kwargs: dict[str, Any] | None = None,
     seed: int = 0,
     accelerator: str = "auto",
@@ -239,19 +231,26 @@ def train(
     callbacks: Sequence[Callback] = (),
     num_workers: int = 0,
     command: str | None = None,
+    **recipe_fields: Any,
 ) -> TrainResult:
-    """Train a registered model on Fashion-MNIST with its recipe, then test the final weights.
+    """Train a registered model on its data (Fashion-MNIST for the classifiers) with its recipe,
+    then test the final weights.
 
-    Every recipe field can be overridden by the keyword of the same name (None keeps the recipe's).
-    ``download=True`` lets torchvision fetch Fashion-MNIST when no local copy exists.
-    ``resume=True`` continues from the newest ``last.ckpt`` of the model's run folder; a path resumes
-    from that checkpoint. ``train_limit``/``eval_limit`` train and evaluate on the first N images
-    only (quick runs). ``command`` is recorded with the metrics (the CLI passes its own command
-    line). The final weights are exported as a checkpoint folder to ``<run>/export`` and to the
-    local store, where ``zoo.load(model_name)`` finds them. Returns the run folder, the trained
-    model and the metrics written to ``metrics.json``.
+    The model's registered recipe is the base. ``recipe`` (a dict of fields, or a whole Recipe)
+    and then any :class:`~zoo.recipe.Recipe` field given by name (``epochs=5``, ``ema=0.999``;
+    None keeps the recipe's) change it. ``download=True`` lets torchvision fetch Fashion-MNIST when
+    no local copy exists. ``resume=True`` continues from the newest ``last.ckpt`` of the model's
+    run folder; a path resumes from that checkpoint (only ``epochs`` may change then).
+    ``train_limit``/``eval_limit`` train and evaluate on the first N images only (quick runs).
+    ``command`` is recorded with the metrics (the CLI passes its own command line). The final
+    weights are exported as a checkpoint folder to ``<run>/export`` and to the local store, where
+    ``zoo.load(model_name)`` finds them. Returns the run folder, the trained model and the metrics
+    written to ``metrics.json``.
     """
     spec = get_spec(model_name)
+    unknown = sorted(set(recipe_fields) - set(Recipe.field_names()))
+    if unknown:
+        raise TypeError(f"train() got unexpected keyword argument(s) {unknown}; recipe fields are {Recipe.field_names()}")
     root = Path(out_dir) if out_dir is not None else Path("runs") / model_name
 
     ckpt_path: Path | None = None
@@ -264,17 +263,13 @@ def train(
             raise ValueError(f"{ckpt_path} holds a {meta['model']!r} model, not {model_name!r}")
         # Rebuild exactly the model that was being trained; only the epoch budget may change.
         kwargs = dict(meta["kwargs"])
-        recipe = Recipe.coerce(kwargs.pop("recipe", None), spec.recipe).replace(epochs=epochs)
+        recipe = spec.recipe.layered(kwargs.pop("recipe", None)).replace(epochs=recipe_fields.get("epochs"))
         run_dir = ckpt_path.parent.parent
         seed = meta.get("seed", seed)
         train_limit = meta.get("train_limit", train_limit)
     else:
         kwargs = dict(model_kwargs or {})
-        recipe = Recipe.coerce(kwargs.pop("recipe", None), spec.recipe).replace(
-            epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer, schedule=schedule,
-            weight_decay=weight_decay, label_smoothing=label_smoothing, augment=augment, precision=precision,
-            eval_batch_size=eval_batch_size, channels_last=channels_last, compile=compile,
-        )  # fmt: skip
+        recipe = spec.recipe.layered(kwargs.pop("recipe", None)).layered(recipe).replace(**recipe_fields)
         run_dir = _new_run_dir(root)
 
     L.seed_everything(seed, workers=True, verbose=False)
@@ -284,33 +279,19 @@ def train(
         torch.set_float32_matmul_precision("high")
     if accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available()):
         keep_freed_memory_in_heap()
-    model = create_model(model_name, recipe=recipe, **kwargs)
+    model = build_model(model_name, recipe=recipe, **kwargs)
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if spec.task == "regression":
-        datamodule: L.LightningDataModule = SyntheticRegressionDataModule(batch_size=recipe.batch_size, seed=seed)
-    elif spec.task == "detection":
-        from .detection.scenes import FashionMNISTScenesDataModule
-
-        find_data_dir(data_dir, download=download)
-        limits = {"num_train": train_limit} if train_limit else {}
-        if eval_limit:
-            limits.update(num_val=eval_limit, num_test=eval_limit)
-        datamodule = FashionMNISTScenesDataModule(data_dir=data_dir, batch_size=recipe.batch_size, seed=seed,
-                                                  canvas=model.input_size, num_workers=num_workers, **limits)  # fmt: skip
-    else:
-        find_data_dir(data_dir, download=download)  # fail here, with the how-to-get-it message, before any Trainer starts
-        datamodule = FashionMNISTDataModule.for_model(
-            model, data_dir=data_dir, download=download, seed=seed, train_limit=train_limit, eval_limit=eval_limit, num_workers=num_workers
-        )
+    datamodule = model.datamodule(data_dir=data_dir, download=download, seed=seed, train_limit=train_limit,
+                                  eval_limit=eval_limit, num_workers=num_workers)  # fmt: skip
 
     ckpt_dir = run_dir / "checkpoints"
-    monitor = {"classification": "val/acc", "detection": "val/map50"}.get(spec.task, "val/loss")
+    monitor = model.monitor
     checkpoint = ModelCheckpoint(
         dirpath=ckpt_dir,
         filename="best-{epoch:02d}",
         monitor=monitor,
-        mode="min" if monitor == "val/loss" else "max",
+        mode=model.monitor_mode,
         save_top_k=1,
         save_last=True,
         auto_insert_metric_name=False,
@@ -328,7 +309,7 @@ def train(
         logger=CSVLogger(save_dir=str(run_dir), name="logs"),
         # OnExceptionCheckpoint: Ctrl+C or a crash still leaves a checkpoint of where training was.
         callbacks=[BatchSeed(seed), _ZooMeta(model_name, kwargs, recipe, seed, train_limit), checkpoint, OnExceptionCheckpoint(ckpt_dir),
-                   *([EMA(recipe.ema)] if recipe.ema and spec.task == "classification" else []), *callbacks],  # fmt: skip
+                   *([EMA(recipe.ema)] if recipe.ema else []), *callbacks],  # fmt: skip
         enable_progress_bar=progress_bar,
         enable_model_summary=progress_bar,
         log_every_n_steps=10,
@@ -361,7 +342,7 @@ def train(
     if checkpoint.best_model_score is not None:
         metrics[f"best_{monitor}"] = round(float(checkpoint.best_model_score), 6)
     if test and not trainer.interrupted:
-        # The final weights on the official test set (DESIGN.md's measurement protocol).
+        # The final weights on the test split (never used to choose anything).
         with _quiet():
             (results,) = trainer.test(model, datamodule=datamodule, verbose=False)
         metrics.update({k: round(float(v), 6) for k, v in results.items()})
@@ -383,9 +364,9 @@ def train(
     )
     if command:
         metrics["command"] = command
-    if trainer.is_global_zero and spec.task in ("classification", "detection") and not trainer.interrupted:
+    if trainer.is_global_zero and model.exportable and not trainer.interrupted:
         # The final weights as a Hub-style checkpoint folder, in the run and in the local store,
-        # so that zoo.load(name) finds them (DESIGN.md: bundled -> store -> HF cache -> Hub).
+        # so that zoo.load(name) finds them (after the bundled weights; see zoo.hub).
         training = {k: metrics.get(k) for k in ("device", "fit_seconds", "date", "seed", "train_limit", "epochs", "world_size", "command")}
         scores = {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
         save_checkpoint(model, run_dir / "export", metrics=scores, training=training)
@@ -410,19 +391,14 @@ def evaluate(
     accelerator: str = "auto",
     progress_bar: bool = False,
 ) -> dict[str, float]:
-    """Top-1 accuracy and loss of ``model`` on Fashion-MNIST's official test set (or "val"), with
-    the model's own input size and normalisation: the one evaluation routine the zoo reports.
-    For a detector: mAP@0.5 and mAP@[.5:.95] on the Fashion-MNIST scenes of that split."""
+    """The scores of ``model`` on its data's test split (or "val"), with the model's own input size
+    and normalisation: the one evaluation routine the zoo reports. Classifiers: top-1 accuracy and
+    loss on Fashion-MNIST's official test set; detectors: mAP@0.5 and mAP@[.5:.95] on the scenes
+    of that split."""
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
-    if get_spec(model.model_name).task == "detection":
-        # Detectors: mAP on the scenes made from the same splits (test scenes: official test images only).
-        from .detection.scenes import FashionMNISTScenesDataModule
-
-        sizes = {"num_val": eval_limit, "num_test": eval_limit} if eval_limit else {}
-        datamodule: L.LightningDataModule = FashionMNISTScenesDataModule(data_dir=data_dir, num_train=1, canvas=model.input_size, **sizes)
-    else:
-        datamodule = FashionMNISTDataModule.for_model(model, data_dir=data_dir, eval_limit=eval_limit, eval_batch_size=batch_size)
+    # train_limit=1: evaluation needs no training data (a detector would otherwise make 10,000 scenes).
+    datamodule = model.datamodule(data_dir=data_dir, eval_limit=eval_limit, eval_batch_size=batch_size, train_limit=1)
     trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_progress_bar=progress_bar,
                         enable_model_summary=False, precision=model.recipe.precision)  # fmt: skip
     run = trainer.test if split == "test" else trainer.validate

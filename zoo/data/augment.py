@@ -14,9 +14,10 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from timm.data.random_erasing import RandomErasing
 
-from ..registry import AUGMENT_PRESETS
+__all__ = ["AUGMENT_PRESETS", "random_crop", "random_hflip", "BatchTransform"]
 
-__all__ = ["random_crop", "random_hflip", "BatchTransform"]
+#: The augmentation presets a recipe can name (see :class:`BatchTransform`).
+AUGMENT_PRESETS = ("none", "standard", "strong")
 
 
 def random_crop(x: torch.Tensor, padding: int) -> torch.Tensor:

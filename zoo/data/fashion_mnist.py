@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import gzip
 import os
-import random
 import zlib
-from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
+
+from ..runtime import seeded_rng, zoo_home
+from .augment import BatchTransform
+from .preprocess import per_channel
 
 __all__ = [
     "CLASSES",
@@ -66,10 +68,6 @@ class DataNotFoundError(FileNotFoundError):
 class CorruptDataError(ValueError):
     """A Fashion-MNIST file exists but is truncated or not an idx file."""
 
-
-def zoo_home() -> Path:
-    """Root of everything the zoo writes: ``$ZOO_HOME``, else ``~/.cache/zoo``."""
-    return Path(os.environ.get("ZOO_HOME") or Path.home() / ".cache" / "zoo")
 
 
 def _file_in(folder: Path, stem: str) -> Path | None:
@@ -290,9 +288,6 @@ class FashionMNISTDataModule(L.LightningDataModule):
         download: bool = False,
     ) -> None:
         super().__init__()
-        from .augment import BatchTransform  # local: augment imports the registry, which imports models
-        from .preprocess import per_channel
-
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if val_size % len(CLASSES) or not 0 < val_size < 60000:
@@ -401,25 +396,3 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     def _format(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-
-def seed_torch(seed: int) -> None:
-    """torch.manual_seed without its cost on machines with no GPU in use: there, torch.manual_seed
-    queues a lazy CUDA/XPU/MTIA seeding with a formatted stack trace, about 1 ms a call."""
-    torch.default_generator.manual_seed(seed)
-    if torch.cuda.is_initialized():  # not is_available(): that asks the driver (NVML) every call
-        torch.cuda.manual_seed_all(seed)
-
-
-@contextmanager
-def seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
-    """Run a block with torch's and Python's global generators seeded, then put them back as they
-    were (timm's RandomErasing draws from both)."""
-    py_state = random.getstate()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        seed_torch(seed)
-        random.seed(seed)
-        try:
-            yield
-        finally:
-            random.setstate(py_state)

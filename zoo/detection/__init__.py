@@ -1,5 +1,6 @@
-"""Object detection from the book's computer-vision chapter: boxes, anchors, assignment, offsets,
-non-maximum suppression. (The TinySSD model and the Fashion-MNIST scenes data set are still to come.)"""
+"""Object detection from the book's computer-vision chapter: boxes, anchors, assignment, offsets and
+non-maximum suppression (``boxes``), scenes of Fashion-MNIST items to detect (``scenes``), the
+detector base class (``detector``) and the book's TinySSD (``tiny_ssd``, registered as "tiny_ssd")."""
 
 from .boxes import (
     assign_anchor_to_bbox,

@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..classifier import ImageClassifier
-from ..registry import Recipe, register_model
+from ..recipe import Recipe
+from ..registry import register_model
 from .boxes import multibox_detection, multibox_prior, multibox_target
+from .detector import Detector
 
 __all__ = ["TinySSD", "down_sample_blk", "cls_predictor", "bbox_predictor"]
 
@@ -54,16 +55,15 @@ def base_net(in_chans: int) -> nn.Sequential:
     return nn.Sequential(*blk)
 
 
-class TinySSD(ImageClassifier):
+class TinySSD(Detector):
     """The book's TinySSD as a zoo model: ``backbone`` holds the five feature blocks, ``head`` the
     class and box predictors of each scale. Trained on FashionMNISTScenes with cross-entropy over
     every anchor plus the L1 loss of the offsets of the anchors that have a box; evaluated with
     torchmetrics' MeanAveragePrecision (mAP@0.5 and mAP@[.5:.95])."""
 
-    default_recipe = Recipe(optimizer="adamw", lr=3e-3, weight_decay=1e-4, schedule="cosine", warmup_epochs=1, batch_size=64, epochs=20)
+    default_input_size = 96
 
     def __init__(self, *, nms_threshold: float = 0.5, score_threshold: float = 0.05, top_k: int = 20, **kwargs: Any) -> None:
-        kwargs.setdefault("input_size", 96)
         super().__init__(**kwargs)
         self.nms_threshold, self.score_threshold, self.top_k = nms_threshold, score_threshold, top_k
         widths = [64, 128, 128, 128, 128]
@@ -79,7 +79,6 @@ class TinySSD(ImageClassifier):
             "bbox": nn.ModuleList(bbox_predictor(w, NUM_ANCHORS) for w in widths),
         })  # fmt: skip
         self._anchors: dict[tuple, torch.Tensor] = {}
-        self._maps: dict[str, Any] = {}
 
     # ---------------------------------------------------------------------------------- forward
     def _anchors_for(self, shapes: Sequence[tuple[int, int]], device: torch.device) -> torch.Tensor:
@@ -102,17 +101,15 @@ class TinySSD(ImageClassifier):
         cls_all = torch.cat(cls_preds, dim=1).reshape(n, -1, self.num_classes + 1)
         return self._anchors_for(shapes, x.device), cls_all, torch.cat(bbox_preds, dim=1)
 
-    @torch.no_grad()
-    def detect(self, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-        """Boxes (normalised corners), scores and labels (from 0) per image, after NMS."""
-        return self._decode(*self(x))
-
-    def _decode(self, anchors: torch.Tensor, cls_preds: torch.Tensor, bbox_preds: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    def decode(self, outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """Class probabilities and offsets of every anchor -> boxes after non-maximum suppression."""
+        anchors, cls_preds, bbox_preds = outputs
         probs = F.softmax(cls_preds.float(), dim=2).permute(0, 2, 1)
         return multibox_detection(probs, bbox_preds.float(), anchors, self.nms_threshold, self.score_threshold, self.top_k)
 
-    # ---------------------------------------------------------------------------------- steps
-    def _loss(self, outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+    def loss(self, outputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of every anchor's class plus the L1 loss of the offsets of the anchors
+        that have a box (the book's ``calc_loss``)."""
         anchors, cls_preds, bbox_preds = outputs
         bbox_labels, bbox_masks, cls_labels = multibox_target(anchors, targets)
         cls_loss = F.cross_entropy(cls_preds.reshape(-1, self.num_classes + 1).float(), cls_labels.reshape(-1))
@@ -120,57 +117,9 @@ class TinySSD(ImageClassifier):
         bbox_loss = F.l1_loss(bbox_preds.float() * bbox_masks, bbox_labels * bbox_masks)
         return cls_loss + bbox_loss
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        x, targets = batch
-        loss = self._loss(self(x), targets)
-        if self._trainer is None or (self.trainer.global_step + 1) % self.trainer.log_every_n_steps == 0:
-            self.log("train/loss", loss, prog_bar=True)
-        return loss
 
-    def on_train_epoch_end(self) -> None:
-        pass  # no accuracy for a detector
-
-    def _metric(self, stage: str) -> Any:
-        if stage not in self._maps:
-            from torchmetrics.detection import MeanAveragePrecision
-
-            self._maps[stage] = MeanAveragePrecision(iou_type="bbox").to(self.device)
-        return self._maps[stage]
-
-    def _eval_step(self, batch: Any, stage: str) -> None:
-        x, targets = batch
-        outputs = self(x)  # one forward pass serves both the loss and the detections
-        self.log(f"{stage}/loss", self._loss(outputs, targets), prog_bar=stage == "val")
-        scale = float(self.input_size)
-        preds = [{k: (v * scale if k == "boxes" else v) for k, v in d.items()} for d in self._decode(*outputs)]
-        truth = [{"boxes": t[t[:, 0] >= 0, 1:] * scale, "labels": t[t[:, 0] >= 0, 0].long()} for t in targets]
-        self._metric(stage).update(preds, truth)
-
-    def _eval_epoch_end(self, stage: str) -> None:
-        metric = self._metric(stage)
-        result = metric.compute()
-        self.log(f"{stage}/map50", result["map_50"].float(), prog_bar=True)
-        self.log(f"{stage}/map", result["map"].float())
-        metric.reset()
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_epoch_end("val")
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_epoch_end("test")
-
-    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, torch.Tensor]]:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self.detect(x)
-
-
-@register_model(input_size=96, chapter="14.7", recipe=TinySSD.default_recipe, task="detection")
+@register_model(chapter="14.7", recipe=Recipe(optimizer="adamw", lr=3e-3, weight_decay=1e-4, schedule="cosine", warmup_epochs=1,
+                                             batch_size=64, epochs=20))  # fmt: skip
 def tiny_ssd(**kwargs: Any) -> TinySSD:
     """The book's TinySSD detector, on 96x96 scenes of Fashion-MNIST items."""
     return TinySSD(**kwargs)

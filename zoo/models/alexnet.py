@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from ..classifier import ImageClassifier, init_cnn
-from ..registry import Recipe, register_model
+from ..recipe import GPU_RECIPE
+from ..registry import register_model
 
 __all__ = ["AlexNet"]
 
@@ -18,13 +19,10 @@ class AlexNet(ImageClassifier):
     """Five convolutions (11x11/4, 5x5, then three 3x3) with max pooling, then two 4096-wide
     fully connected layers with dropout 0.5, then the output layer."""
 
+    default_input_size = 224
     fixed_input_size = True
-    # Leaderboard recipe (not yet run: it waits for a GPU; the book trains 10 epochs of SGD at lr 0.01).
-    default_recipe = Recipe(optimizer="sgd", lr=0.02, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="cosine",
-                            warmup_epochs=1, label_smoothing=0.1, augment="standard", batch_size=256, epochs=20)  # fmt: skip
 
     def __init__(self, *, dropout: float = 0.5, **kwargs: Any) -> None:
-        kwargs.setdefault("input_size", 224)
         super().__init__(**kwargs)
         features = nn.Sequential(
             nn.Conv2d(self.in_chans, 96, kernel_size=11, stride=4, padding=1), nn.ReLU(),
@@ -56,7 +54,8 @@ def flat_features(features: nn.Module, in_chans: int, input_size: int) -> int:
     return out.shape[-1]
 
 
-@register_model(input_size=224, chapter="8.1", recipe=AlexNet.default_recipe, book_params=46_764_746, book_top1=0.879)
+# The book trains 10 epochs of SGD at lr 0.01.
+@register_model(chapter="8.1", recipe=GPU_RECIPE.replace(lr=0.02), book_params=46_764_746, book_top1=0.879)
 def alexnet(**kwargs: Any) -> AlexNet:
     """AlexNet at 224x224, one input channel."""
     return AlexNet(**kwargs)

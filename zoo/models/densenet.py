@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from ..classifier import ImageClassifier, init_cnn
-from ..registry import Recipe, register_model
+from ..recipe import GPU_RECIPE
+from ..registry import register_model
 
 __all__ = ["DenseNet", "DenseBlock", "conv_block", "transition_block"]
 
@@ -55,12 +56,9 @@ class DenseNet(ImageClassifier):
         arch: convolutions per dense block (four blocks of four).
     """
 
-    # Leaderboard recipe (not yet run: it waits for a GPU; the book: 10 epochs of SGD at lr 0.1).
-    default_recipe = Recipe(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="cosine",
-                            warmup_epochs=1, label_smoothing=0.1, augment="strong", ema=0.999, batch_size=256, epochs=30)  # fmt: skip
+    default_input_size = 96
 
     def __init__(self, *, num_channels: int = 64, growth_rate: int = 32, arch: Sequence[int] = (4, 4, 4, 4), **kwargs: Any) -> None:
-        kwargs.setdefault("input_size", 96)
         super().__init__(**kwargs)
         layers: list[nn.Module] = [
             nn.Conv2d(self.in_chans, num_channels, kernel_size=7, stride=2, padding=3),
@@ -79,7 +77,9 @@ class DenseNet(ImageClassifier):
         init_cnn(self)
 
 
-@register_model(input_size=96, chapter="8.7", recipe=DenseNet.default_recipe, book_params=758_226, book_top1=0.891)
+# The book: 10 epochs of SGD at lr 0.1.
+@register_model(chapter="8.7", recipe=GPU_RECIPE.replace(lr=0.1, augment="strong", ema=0.999, epochs=30),
+                book_params=758_226, book_top1=0.891)  # fmt: skip
 def densenet(**kwargs: Any) -> DenseNet:
     """The book's DenseNet (growth 32, four blocks of four convolutions) at 96x96."""
     return DenseNet(**kwargs)

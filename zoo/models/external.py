@@ -1,5 +1,5 @@
 """Any timm image model as a zoo classifier, so a fine-tune of it saves, loads and predicts like
-the book's networks. Not one of the book's networks: registered with task "external"."""
+the book's networks. Not one of the book's networks: registered as external (not in ``zoo list``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 from torch import nn
 
 from ..classifier import ImageClassifier
-from ..registry import Recipe, register_model
+from ..recipe import Recipe
+from ..registry import build_model, register_model
 
 __all__ = ["TimmClassifier", "timm_source"]
 
@@ -16,6 +17,8 @@ __all__ = ["TimmClassifier", "timm_source"]
 class TimmClassifier(ImageClassifier):
     """``backbone``: the timm model without its classifier (pooled features); ``head``: a linear
     layer on them. Built without weights: a fine-tune loads them (see :func:`timm_source`)."""
+
+    default_input_size = 224  # timm's ImageNet models; timm_source takes the model's own
 
     def __init__(self, *, timm_name: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -25,7 +28,7 @@ class TimmClassifier(ImageClassifier):
         self.head = nn.Linear(self.backbone.num_features, self.num_classes)
 
 
-@register_model(input_size=224, chapter="-", recipe=Recipe(optimizer="adamw", lr=1e-3), task="external")
+@register_model(chapter="-", recipe=Recipe(optimizer="adamw", lr=1e-3), external=True)
 def timm(**kwargs: Any) -> TimmClassifier:
     """A timm model (timm_name=...) with a zoo head; the source of timm fine-tunes."""
     return TimmClassifier(**kwargs)
@@ -50,9 +53,7 @@ def timm_source(name: str, *, in_chans: int | None = None, input_size: int | Non
     mean, std = list(cfg.get("mean", (0.5,) * 3)), list(cfg.get("std", (0.5,) * 3))
     if chans == 1:
         mean, std = [sum(mean) / len(mean)], [sum(std) / len(std)]
-    from ..registry import create_model
-
-    model = create_model("timm", timm_name=name, in_chans=chans, input_size=input_size or int(cfg["input_size"][-1]), mean=mean, std=std)
+    model = build_model("timm", timm_name=name, in_chans=chans, input_size=input_size or int(cfg["input_size"][-1]), mean=mean, std=std)
     model.backbone.load_state_dict(pretrained.state_dict(), strict=True)
     model.checkpoint = {"path": f"timm:{name}" + (f" ({weights})" if weights else ""), "sha256": None, "metrics": {}}
     return model

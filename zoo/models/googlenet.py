@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from ..classifier import ImageClassifier, init_cnn
-from ..registry import Recipe, register_model
+from ..recipe import GPU_RECIPE
+from ..registry import register_model
 
 __all__ = ["GoogLeNet", "Inception"]
 
@@ -44,12 +45,9 @@ class Inception(nn.Module):
 class GoogLeNet(ImageClassifier):
     """Modules b1..b5 as in the book; the head is one linear layer on the 1024 pooled features."""
 
-    # Leaderboard recipe (not yet run: it waits for a GPU; the book: 10 epochs of SGD at lr 0.1).
-    default_recipe = Recipe(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="cosine",
-                            warmup_epochs=1, label_smoothing=0.1, augment="standard", batch_size=256, epochs=20)  # fmt: skip
+    default_input_size = 96
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("input_size", 96)
         super().__init__(**kwargs)
         b1 = nn.Sequential(
             nn.Conv2d(self.in_chans, 64, kernel_size=7, stride=2, padding=3), nn.ReLU(),
@@ -84,7 +82,8 @@ class GoogLeNet(ImageClassifier):
         init_cnn(self)
 
 
-@register_model(input_size=96, chapter="8.4", recipe=GoogLeNet.default_recipe, book_params=5_977_530, book_top1=0.888)
+# The book: 10 epochs of SGD at lr 0.1.
+@register_model(chapter="8.4", recipe=GPU_RECIPE, book_params=5_977_530, book_top1=0.888)
 def googlenet(**kwargs: Any) -> GoogLeNet:
     """GoogLeNet at 96x96."""
     return GoogLeNet(**kwargs)

@@ -8,7 +8,8 @@ from typing import Any
 from torch import nn
 
 from ..classifier import ImageClassifier, init_cnn
-from ..registry import Recipe, register_model
+from ..recipe import GPU_RECIPE
+from ..registry import register_model
 
 __all__ = ["NiN", "nin_block"]
 
@@ -30,12 +31,9 @@ class NiN(ImageClassifier):
     together with the pooling; ``backbone`` ends at the dropout.
     """
 
-    # Leaderboard recipe (not yet run: it waits for a GPU; the book: 10 epochs of SGD at lr 0.1).
-    default_recipe = Recipe(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="cosine",
-                            warmup_epochs=2, label_smoothing=0.1, augment="standard", batch_size=256, epochs=20)  # fmt: skip
+    default_input_size = 224
 
     def __init__(self, *, dropout: float = 0.5, **kwargs: Any) -> None:
-        kwargs.setdefault("input_size", 224)
         super().__init__(**kwargs)
         self.backbone = nn.Sequential(
             nin_block(self.in_chans, 96, kernel_size=11, stride=4, padding=0),
@@ -54,7 +52,8 @@ class NiN(ImageClassifier):
         init_cnn(self)
 
 
-@register_model(input_size=224, chapter="8.3", recipe=NiN.default_recipe, book_params=1_992_166, book_top1=0.865)
+# The book: 10 epochs of SGD at lr 0.1.
+@register_model(chapter="8.3", recipe=GPU_RECIPE.replace(warmup_epochs=2), book_params=1_992_166, book_top1=0.865)
 def nin(**kwargs: Any) -> NiN:
     """Network in Network at 224x224."""
     return NiN(**kwargs)

@@ -1,0 +1,105 @@
+"""Detector: what a zoo object detector shares, whatever its architecture.
+
+A subclass builds ``backbone`` and ``head`` and says how its raw outputs become a loss
+(:meth:`Detector.loss`) and boxes (:meth:`Detector.decode`); training, mean average precision
+(torchmetrics) and the Fashion-MNIST scenes it learns from live here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+
+from ..base import ImageModel, log_train_loss
+from ..data.fashion_mnist import find_data_dir
+from .scenes import FashionMNISTScenesDataModule
+
+__all__ = ["Detector"]
+
+
+class Detector(ImageModel):
+    """Base class of the zoo's detectors, trained and scored on :class:`FashionMNISTScenesDataModule`.
+
+    Targets are (N, max_objects, 5) tensors of (class, x0, y0, x1, y1) in [0, 1], padded with -1
+    rows. Scores: mAP@0.5 ("map50") and mAP@[.5:.95] ("map").
+    """
+
+    task = "detection"
+    score, score_label = "map50", "mAP@0.5"
+    hub_task = "object-detection"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._maps: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------------------------- what a detector says
+    def loss(self, outputs: Any, targets: torch.Tensor) -> torch.Tensor:
+        """The training loss of the raw outputs of ``forward`` against the targets."""
+        raise NotImplementedError
+
+    def decode(self, outputs: Any) -> list[dict[str, torch.Tensor]]:
+        """Raw outputs -> per image: boxes (normalised corners), scores and labels (from 0)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def detect(self, x: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """Boxes (normalised corners), scores and labels (from 0) per image."""
+        return self.decode(self(x))
+
+    def datamodule(self, *, data_dir: Any = None, download: bool = False, seed: int = 0, train_limit: int | None = None,
+                   eval_limit: int | None = None, num_workers: int = 0, **_: Any) -> L.LightningDataModule:  # fmt: skip
+        """Scenes of Fashion-MNIST items on this model's canvas (test scenes: test images only)."""
+        find_data_dir(data_dir, download=download)
+        limits = {"num_train": train_limit} if train_limit else {}
+        if eval_limit:
+            limits.update(num_val=eval_limit, num_test=eval_limit)
+        return FashionMNISTScenesDataModule(data_dir=data_dir, batch_size=self.recipe.batch_size, seed=seed,
+                                            canvas=self.input_size, num_workers=num_workers, **limits)  # fmt: skip
+
+    # ---------------------------------------------------------------------------------- steps
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, targets = batch
+        loss = self.loss(self(x), targets)
+        log_train_loss(self, loss)
+        return loss
+
+    def _metric(self, stage: str) -> Any:
+        if stage not in self._maps:
+            from torchmetrics.detection import MeanAveragePrecision
+
+            self._maps[stage] = MeanAveragePrecision(iou_type="bbox").to(self.device)
+        return self._maps[stage]
+
+    def _eval_step(self, batch: Any, stage: str) -> None:
+        x, targets = batch
+        outputs = self(x)  # one forward pass serves both the loss and the detections
+        self.log(f"{stage}/loss", self.loss(outputs, targets), prog_bar=stage == "val")
+        scale = float(self.input_size)
+        preds = [{k: (v * scale if k == "boxes" else v) for k, v in d.items()} for d in self.decode(outputs)]
+        truth = [{"boxes": t[t[:, 0] >= 0, 1:] * scale, "labels": t[t[:, 0] >= 0, 0].long()} for t in targets]
+        self._metric(stage).update(preds, truth)
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        metric = self._metric(stage)
+        result = metric.compute()
+        self.log(f"{stage}/map50", result["map_50"].float(), prog_bar=True)
+        self.log(f"{stage}/map", result["map"].float())
+        metric.reset()
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> list[dict[str, torch.Tensor]]:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.detect(x)
