@@ -14,7 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
-from zoo.hub import BUNDLED_DIR, CONFIG_NAME, manifest_entry, read_manifest, write_manifest
+from zoo.checkpoint import CONFIG_NAME
+from zoo.hub import BUNDLED_DIR, manifest_entry, read_manifest, write_manifest
 
 # The bundling rule (README "Pretrained weights"): small enough to ship in every install.
 MAX_FILE_BYTES = 25 * 2**20

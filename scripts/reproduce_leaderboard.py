@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import torch  # noqa: E402
 
 import zoo  # noqa: E402
-from zoo.hub import BUNDLED_DIR, CONFIG_NAME, store_dir, write_manifest  # noqa: E402
+from zoo.checkpoint import CONFIG_NAME  # noqa: E402
+from zoo.hub import BUNDLED_DIR, store_dir, write_manifest  # noqa: E402
 from zoo.report import (  # noqa: E402
     confusion_matrix,
     leaderboard_markdown,
@@ -49,7 +50,7 @@ QUICK = dict(max_steps=8, train_limit=2048, eval_limit=500)
 
 
 def select(patterns: str) -> list[str]:
-    names = [n for n in zoo.list_models() if zoo.get_spec(n).task == "classification"]
+    names = [n for n in zoo.list_models() if issubclass(zoo.get_spec(n).model_class, zoo.ImageClassifier)]
     chosen = [n for n in names if any(fnmatch.fnmatch(n, p.strip()) for p in patterns.split(","))]
     if not chosen:
         raise SystemExit(f"no classifier matches {patterns!r}; classifiers: {', '.join(names)}")
@@ -116,7 +117,7 @@ def update_readme(rows: dict[str, dict]) -> None:
     readme = ROOT / "README.md"
     order = zoo.list_models()
     ranked = [rows[n] for n in order if n in rows]
-    waiting = [n for n in order if n not in rows and zoo.get_spec(n).task == "classification"]
+    waiting = [n for n in order if n not in rows and issubclass(zoo.get_spec(n).model_class, zoo.ImageClassifier)]
     body = leaderboard_markdown(ranked, waiting)
     if ranked:
         best = max(ranked, key=lambda r: float(r["test_top1"]))["model"]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 
 import zoo
-from zoo.hub import BUNDLED_DIR, CONFIG_NAME, WEIGHTS_NAME, CheckpointError, WeightsNotFoundError, read_manifest, sha256_file
+from zoo.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, sha256_file
+from zoo.hub import BUNDLED_DIR, WeightsNotFoundError, read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,11 +140,30 @@ def test_preprocess_takes_any_image(images):
         pre(torch.zeros(2, 28, 28, dtype=torch.uint8))
 
 
+def _unsafe_torch_loads(source: str) -> list[int]:
+    """Lines of ``torch.load(...)`` calls without a literal ``weights_only=True``, read with ast
+    (so nested parentheses and calls spread over lines are seen whole)."""
+    bad = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load" \
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch":  # fmt: skip
+            safe = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True for k in node.keywords)
+            if not safe:
+                bad.append(node.lineno)
+    return bad
+
+
+def test_unsafe_unpickling_finder_sees_through_parentheses():
+    assert _unsafe_torch_loads("torch.load(open(p), map_location='cpu')") == [1]  # the old regex stopped at "open(p)"
+    assert _unsafe_torch_loads("x = torch.load(\n  str(p),\n  weights_only=False)") == [1]
+    assert _unsafe_torch_loads("torch.load(str(p), map_location='cpu', weights_only=True)") == []
+
+
 def test_no_unsafe_unpickling_in_the_code():
-    sources = [*ROOT.joinpath("zoo").rglob("*.py"), *ROOT.joinpath("scripts").rglob("*.py")]
+    sources = [*ROOT.joinpath("zoo").rglob("*.py"), *ROOT.joinpath("scripts").rglob("*.py"), *ROOT.joinpath("tests").rglob("*.py")]
+    assert len(sources) > 40
     for path in sources:
-        for call in re.findall(r"torch\.load\([^)]*\)", path.read_text()):
-            assert "weights_only=True" in call, f"{path}: {call}"
+        assert _unsafe_torch_loads(path.read_text()) == [], f"{path}: torch.load without weights_only=True"
 
 
 # ------------------------------------------------------------------------------------------ manifest
