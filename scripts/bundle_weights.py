@@ -1,52 +1,123 @@
 #!/usr/bin/env python
-"""Train the small CPU models with their recipes and bundle their weights in the package.
+"""Bundle trained weights in the package (zoo/weights/<model>/), re-measured on the bundled file.
 
-    python scripts/bundle_weights.py                       # softmax, mlp, lenet, lenet_bn
+    python scripts/bundle_weights.py                        # train softmax, mlp, lenet, lenet_bn here, bundle them
     python scripts/bundle_weights.py --models lenet --seed 1
+    python scripts/bundle_weights.py --from DIR [DIR ...]   # bundle weights trained elsewhere (a GPU run)
 
-Each model is trained on the 55,000-image split with its registry recipe, exported, copied to
-zoo/weights/<model>/, loaded back from there and re-evaluated on the 10,000 test images; the
-bundled entry in checkpoints.json carries that accuracy, measured on exactly the bundled file.
+``--from`` takes checkpoint folders (``export/`` of a run, with model.safetensors, or a folder
+holding model.fp16.safetensors) or a folder of ``weights.tar.part-NNN`` files written by
+``scripts/pack_weights.py`` on the GPU machine. Those weights are stored as float16 (half the
+size; loading upcasts them) and re-scored on this machine, in float32, on the 10,000 test and
+5,000 validation images: config.json's metrics and checkpoints.json are the scores of exactly the
+bundled file, and what the training run recorded is kept under config.json's "training".
+
+Weights trained here are bundled as float32 and must re-score exactly what training recorded.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
-import zoo
-from zoo.hub import BUNDLED_DIR, write_manifest
-from zoo.train import evaluate, train
+from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).parent))
-from make_manifest import regenerate  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import zoo  # noqa: E402
+from make_manifest import MAX_FILE_BYTES, regenerate  # noqa: E402
+from pack_weights import unpack  # noqa: E402
+from zoo.checkpoint import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, load_strict, model_card  # noqa: E402
+from zoo.hub import BUNDLED_DIR, write_manifest  # noqa: E402
+from zoo.registry import build_model  # noqa: E402
+from zoo.train import evaluate, train  # noqa: E402
 
 SMALL_MODELS = ("softmax", "mlp", "lenet", "lenet_bn")
+FP16_NAME = "model.fp16.safetensors"
+
+
+def _scores(folder: Path) -> dict[str, float]:
+    model = zoo.load(folder)
+    scores = {k: round(v, 6) for k, v in evaluate(model, split="val").items()}
+    scores.update({k: round(v, 6) for k, v in evaluate(model, split="test").items()})
+    return scores
+
+
+def _set_metrics(folder: Path, metrics: dict[str, float]) -> None:
+    config = json.loads((folder / CONFIG_NAME).read_text())
+    config["metrics"] = metrics
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    (folder / CARD_NAME).write_text(model_card(config))
+
+
+def bundle_trained_elsewhere(src: Path) -> Path:
+    """Bundle one checkpoint folder as float16 and re-score it here; returns the bundled folder."""
+    config = json.loads((src / CONFIG_NAME).read_text())
+    name = config["model"]
+    weights = next((src / f for f in (WEIGHTS_NAME, FP16_NAME) if (src / f).is_file()), None)
+    if weights is None:
+        raise SystemExit(f"{src}: no {WEIGHTS_NAME} or {FP16_NAME}")
+    model = build_model(name, **config["kwargs"])
+    own = model.state_dict()
+    load_strict(model, {k: v.to(own[k].dtype) if k in own else v for k, v in load_file(str(weights)).items()}, where=str(weights))
+    # What the training run recorded stays, as provenance; the metrics become this file's own scores.
+    training = {**config.get("training", {}), "metrics": config.get("metrics", {}), "trained_sha256": config.get("sha256"),
+                "bundled_from": f"{config.get('dtype', 'float32')} weights, stored here as float16"}  # fmt: skip
+    dst = zoo.save_checkpoint(model, BUNDLED_DIR / name, metrics={}, training=training, dtype="float16")
+    if (dst / WEIGHTS_NAME).stat().st_size > MAX_FILE_BYTES:
+        shutil.rmtree(dst)
+        raise SystemExit(f"{name}: {FP16_NAME} is over {MAX_FILE_BYTES:,} bytes even as float16; it stays on the Hub only")
+    scores = _scores(dst)
+    _set_metrics(dst, scores)
+    recorded = config.get("metrics", {}).get("test/acc")
+    print(f"{name}: bundled {dst} ({(dst / WEIGHTS_NAME).stat().st_size:,} bytes, float16) — test top-1 "
+          f"{scores['test/acc']:.4f} re-measured here in float32 (training recorded {recorded})")  # fmt: skip
+    return dst
+
+
+def bundle_trained_here(name: str, seed: int, out: Path, command: str) -> Path:
+    result = train(name, seed=seed, out_dir=out / name, progress_bar=False, command=command)
+    dst = BUNDLED_DIR / name
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(result.run_dir / "export", dst)
+    scores = evaluate(zoo.load(dst))
+    recorded = result.metrics["test/acc"]
+    if abs(scores["test/acc"] - recorded) > 1e-6:
+        raise SystemExit(f"{name}: the bundled file scores {scores['test/acc']:.6f}, training recorded {recorded:.6f}")
+    print(f"{name}: bundled {dst} — test top-1 {scores['test/acc']:.4f} (re-measured on the bundled file), "
+          f"{result.metrics['fit_seconds']:.0f} s of training")  # fmt: skip
+    return dst
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", default=",".join(SMALL_MODELS))
+    p.add_argument("--models", default=",".join(SMALL_MODELS), help="models to train here and bundle")
+    p.add_argument("--from", dest="sources", nargs="+", type=Path, help="bundle these folders (or packed parts) instead")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/bundle"))
     args = p.parse_args()
-    command = shlex.join(["python", "scripts/bundle_weights.py", *sys.argv[1:]])
-    for name in args.models.split(","):
-        result = train(name, seed=args.seed, out_dir=args.out / name, progress_bar=False, command=command)
-        dst = BUNDLED_DIR / name
-        if dst.exists():
-            shutil.rmtree(dst)
-        shutil.copytree(result.run_dir / "export", dst)
-        bundled = zoo.load(dst)
-        scores = evaluate(bundled)
-        recorded = result.metrics["test/acc"]
-        if abs(scores["test/acc"] - recorded) > 1e-6:
-            raise SystemExit(f"{name}: the bundled file scores {scores['test/acc']:.6f}, training recorded {recorded:.6f}")
-        print(f"{name}: bundled {dst} — test top-1 {scores['test/acc']:.4f} (re-measured on the bundled file), "
-              f"{result.metrics['fit_seconds']:.0f} s of training")  # fmt: skip
+    if args.sources:
+        with tempfile.TemporaryDirectory() as tmp:
+            folders = []
+            for src in args.sources:
+                if not src.is_dir():
+                    raise SystemExit(f"{src} is not a folder")
+                if (src / CONFIG_NAME).is_file():
+                    folders.append(src)
+                else:  # packed parts: every checkpoint folder inside them
+                    folders += unpack(src, Path(tmp) / src.name)
+            for folder in folders:
+                bundle_trained_elsewhere(folder)
+    else:
+        command = shlex.join(["python", "scripts/bundle_weights.py", *sys.argv[1:]])
+        for name in args.models.split(","):
+            bundle_trained_here(name, args.seed, args.out, command)
     for path in write_manifest(regenerate()):
         print(f"wrote {path}")
 

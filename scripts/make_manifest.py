@@ -15,11 +15,9 @@ import json
 from pathlib import Path
 
 from zoo.checkpoint import CONFIG_NAME
+from zoo.hub import BUNDLE_MAX_FILE_BYTES as MAX_FILE_BYTES
+from zoo.hub import BUNDLE_MAX_TOTAL_BYTES as MAX_TOTAL_BYTES
 from zoo.hub import BUNDLED_DIR, manifest_entry, read_manifest, write_manifest
-
-# The bundling rule (README "Pretrained weights"): small enough to ship in every install.
-MAX_FILE_BYTES = 25 * 2**20
-MAX_TOTAL_BYTES = 60 * 2**20
 
 
 def bundled_folders() -> list[Path]:

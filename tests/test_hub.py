@@ -49,6 +49,28 @@ def test_round_trip_gives_identical_outputs(tmp_path, images):
     assert torch.equal(zoo.load(folder / WEIGHTS_NAME)(x), loaded(x))
 
 
+def test_float16_checkpoint_is_half_the_size_and_loads_as_float32(tmp_path, images):
+    model = _trained_like("lenet_bn")
+    full = zoo.save_checkpoint(model, tmp_path / "fp32")
+    half = zoo.save_checkpoint(model, tmp_path / "fp16", dtype="float16")
+    size32, size16 = (full / WEIGHTS_NAME).stat().st_size, (half / WEIGHTS_NAME).stat().st_size
+    assert size16 < 0.55 * size32
+    config = json.loads((half / CONFIG_NAME).read_text())
+    assert config["dtype"] == "float16" and config["sha256"] == sha256_file(half / WEIGHTS_NAME)  # the stored file's hash
+    loaded = zoo.load(half)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    # Every weight is the float16 rounding of the original; integer buffers are exact.
+    for (key, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        if a.is_floating_point():
+            assert torch.equal(b, a.half().float()), key
+        else:
+            assert a.dtype == b.dtype and torch.equal(a, b), key
+    x = loaded.preprocess(images)
+    assert (loaded(x).argmax(-1) == model(x).argmax(-1)).float().mean() >= 0.9
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        zoo.save_checkpoint(model, tmp_path / "bad", dtype="int8")
+
+
 def test_model_card_has_hub_metadata(tmp_path):
     folder = zoo.save_checkpoint(_trained_like("mlp"), tmp_path / "mlp", metrics={"test/acc": 0.8765, "val/acc": 0.88})
     card = (folder / "README.md").read_text()
@@ -113,8 +135,12 @@ def test_wrong_architecture_fails_clearly(tmp_path):
 
 def test_no_weights_anywhere_says_what_to_run(tmp_path, monkeypatch):
     monkeypatch.setenv("ZOO_MANIFEST", str(tmp_path / "empty.json"))
-    with pytest.raises(WeightsNotFoundError, match=r"no weights for 'resnet18'.*not in the local store.*zoo train resnet18"):
-        zoo.load("resnet18")
+    with pytest.raises(WeightsNotFoundError, match=r"no weights for 'googlenet'.*not bundled.*not in the local store.*zoo train googlenet"):
+        zoo.load("googlenet")
+    # Too large to bundle: the error says so, and gives the GPU command the leaderboard trained it with.
+    with pytest.raises(WeightsNotFoundError, match=r"'alexnet'.*too large to bundle.*89 MiB even as float16.*Hub only.*"
+                                                   r"`zoo train alexnet --accelerator gpu --precision bf16-mixed --channels-last`"):
+        zoo.load("alexnet")
     with pytest.raises(KeyError, match="Did you mean 'resnet18'"):
         zoo.load("resnet-18")
     with pytest.raises(FileNotFoundError, match="does not exist"):
@@ -172,7 +198,7 @@ def test_manifest_matches_the_real_files():
     assert (ROOT / "zoo" / "checkpoints.json").read_text() == top  # the package's copy is the same
     entries = read_manifest(ROOT / "checkpoints.json")
     bundled = {e["model"] for e in entries.values() if e["bundled"]}
-    assert bundled == {"softmax", "mlp", "lenet", "lenet_bn", "tiny_ssd"}
+    assert bundled == {"softmax", "mlp", "lenet", "lenet_bn", "tiny_ssd", "resnet18", "densenet"}
     total = 0
     for name in bundled:
         entry, folder = entries[name], BUNDLED_DIR / name
@@ -202,6 +228,27 @@ def _run_offline(code: str, env_extra: dict[str, str]) -> subprocess.CompletedPr
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "ZOO_"))}
     env.update({"HF_HUB_OFFLINE": "1", **env_extra})
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "densenet"])
+def test_gpu_trained_weights_load_offline_and_classify_real_images(tmp_path, name):
+    # A fresh process with no network, no store and no Hugging Face cache: the bundled float16 file.
+    code = (
+        "import json, sys, torch, zoo\n"
+        "from zoo.data import load_fashion_mnist\n"
+        f"m = zoo.load({name!r})\n"
+        "d = load_fashion_mnist()\n"
+        "x = m.preprocess(d['test_images'][:200].unsqueeze(1))\n"
+        "with torch.no_grad(): acc = (m(x).argmax(-1) == d['test_labels'][:200]).float().mean().item()\n"
+        "print(json.dumps({'source': m.checkpoint['source'], 'dtype': str(next(m.parameters()).dtype), 'acc': acc}))\n"
+    )
+    proc = _run_offline(code, {"ZOO_HOME": str(tmp_path / "empty-home"), "HF_HOME": str(tmp_path / "empty-hf")})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["source"] == "bundled" and out["dtype"] == "torch.float32"
+    assert out["acc"] > 0.9, out  # both score about 0.946 on all 10,000 test images
+    entry = read_manifest()[name]
+    assert entry["bundled"] and entry["hardware"] == "NVIDIA H200" and entry["metrics"]["test/acc"] > 0.94
 
 
 def test_bundled_model_loads_offline_in_a_fresh_process(tmp_path):
@@ -292,5 +339,5 @@ def test_zoo_eval_scores_the_bundled_model(capsys):
     assert out.startswith("lenet (bundled: ")
     top1 = float(out.split("test top-1 ")[1].split()[0])
     assert top1 > 0.85  # the bundled LeNet scores 0.8982 on all 10,000
-    assert main(["eval", "resnet18"]) == 2
-    assert "Train them with `zoo train resnet18`" in capsys.readouterr().err
+    assert main(["eval", "nin"]) == 2
+    assert "Train them with `zoo train nin --accelerator gpu" in capsys.readouterr().err

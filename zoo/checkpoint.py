@@ -44,13 +44,20 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+STORED_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+
+
 def save_checkpoint(model: Any, folder: str | os.PathLike, *, metrics: dict[str, Any] | None = None,
-                    training: dict[str, Any] | None = None) -> Path:  # fmt: skip
+                    training: dict[str, Any] | None = None, dtype: str = "float32") -> Path:  # fmt: skip
     """Write ``model`` as a checkpoint folder (weights, config.json, model card); returns the folder.
 
-    The folder is written next to its final place and renamed into it, so an interrupted save
-    never leaves a half-written checkpoint behind.
+    ``dtype="float16"`` stores the floating-point tensors at half the size (integer ones, such as
+    BatchNorm's step counter, stay as they are); loading upcasts them to the model's float32. The
+    sha256 in config.json is that of the stored file. The folder is written next to its final
+    place and renamed into it, so an interrupted save never leaves a half-written checkpoint behind.
     """
+    if dtype not in STORED_DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(STORED_DTYPES)}, got {dtype!r}")
     name = getattr(model, "model_name", None)
     if name is None:
         raise ValueError("save_checkpoint needs a model built by zoo.create_model or zoo.load (it has no model_name)")
@@ -58,8 +65,9 @@ def save_checkpoint(model: Any, folder: str | os.PathLike, *, metrics: dict[str,
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "zoo_model": name})
+        stored = STORED_DTYPES[dtype]
+        state = {k: (v.to(stored) if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "zoo_model": name, "dtype": dtype})
         config = {
             "model": name,
             "kwargs": model.zoo_kwargs,
@@ -72,6 +80,7 @@ def save_checkpoint(model: Any, folder: str | os.PathLike, *, metrics: dict[str,
             "params": sum(p.numel() for p in model.parameters()),
             "sha256": sha256_file(tmp / WEIGHTS_NAME),
             "size": (tmp / WEIGHTS_NAME).stat().st_size,
+            "dtype": dtype,
             "metrics": metrics or {},
             "recipe": model.recipe.to_dict(),
             "training": training or {},
@@ -198,7 +207,9 @@ def load_checkpoint(folder: str | os.PathLike, *, expected_sha256: str | None = 
     except KeyError as err:
         raise CheckpointError(f"{config_path} names the architecture {name!r}, which this zoo does not have: {err.args[0]}") from None
     model = build_model(name, **kwargs)
-    state = load_file(str(weights))
+    own = model.state_dict()
+    # Weights stored as float16 (config "dtype") come back as the model's float32.
+    state = {k: v.to(own[k].dtype) if k in own and v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
     load_strict(model, state, where=str(weights))
     model.checkpoint = {"path": str(folder), "sha256": config.get("sha256"), "metrics": config.get("metrics", {})}
     return model

@@ -42,6 +42,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 BUNDLED_DIR = PACKAGE_DIR / "weights"
 HUB_ORG = "d2l-zoo"  # default Hub namespace: d2l-zoo/<model>
 SOURCES = ("bundled", "store", "cache", "hub")
+# The bundling rule: small enough to ship in every install (float16 counts: 2 bytes a parameter).
+BUNDLE_MAX_FILE_BYTES = 25 * 2**20
+BUNDLE_MAX_TOTAL_BYTES = 60 * 2**20
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -132,7 +135,13 @@ def _resolve(name: str, source: str | None, revision: str | None) -> tuple[Path,
                 if entry is None:
                     raise CheckpointError(f"bundled weights of {name!r} have no checkpoints.json entry to verify them against")
                 return folder, "bundled", entry["sha256"]
-            tried.append("not bundled with the package")
+            params = get_spec(name).book_params
+            if params is not None and 2 * params > BUNDLE_MAX_FILE_BYTES:
+                tried.append(f"too large to bundle with the package ({params / 1e6:.1f}M parameters, "
+                             f"{2 * params / 2**20:.0f} MiB even as float16; the limit is {BUNDLE_MAX_FILE_BYTES // 2**20} MiB), "
+                             "so it is published on the Hub only")  # fmt: skip
+            else:
+                tried.append("not bundled with the package")
         elif src == "store":
             folder = store_dir(name)
             if (folder / WEIGHTS_NAME).is_file():
@@ -148,9 +157,17 @@ def _resolve(name: str, source: str | None, revision: str | None) -> tuple[Path,
                 return folder, src, entry["sha256"] if (revision or entry["revision"]) == entry["revision"] else None
     raise WeightsNotFoundError(
         f"no weights for {name!r}: " + "; ".join(tried) + ". "
-        f"Train them with `zoo train {name}` (it exports to {store_dir(name)}), "
+        f"Train them with `{train_command(name)}` (it exports to {store_dir(name)}), "
         f"or pass the path of a checkpoint folder to zoo.load."
     )
+
+
+def train_command(name: str) -> str:
+    """The command that trains ``name`` as the leaderboard did: on a GPU in bf16 for the big networks."""
+    params = get_spec(name).book_params
+    if params is not None and params > 1_000_000:  # the leaderboard's GPU rows
+        return f"zoo train {name} --accelerator gpu --precision bf16-mixed --channels-last"
+    return f"zoo train {name}"
 
 
 def _from_hub(entry: dict[str, Any], revision: str, *, local_only: bool, tried: list[str]) -> Path | None:
