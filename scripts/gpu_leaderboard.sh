@@ -1,33 +1,83 @@
 #!/usr/bin/env bash
-# The prepared GPU run for the leaderboard's six GPU rows (issue 5), for one lent H100/H200.
-# Proven on CPU first with:  python scripts/reproduce_leaderboard.py --quick
-# On the device (torch 2.11, no network; its image has lightning, timm, torchmetrics, matplotlib):
-#   bash scripts/gpu_leaderboard.sh "resnet18,densenet,googlenet" 30   # one call, < 10 min
-#   bash scripts/gpu_leaderboard.sh "alexnet,vgg11,nin" 20             # a second call
-# Back through $OUT (at most 8 files of 16 MiB, 64 MiB a call): meta.tgz (CSV, log, plots,
-# calibration); the checkpoint folders as 15 MiB parts, fetched by later calls (see below).
+# One GPU command for the leaderboard's six GPU rows, for one lent H100/H200:
+#
+#   bash scripts/gpu_leaderboard.sh              # on the GPU machine: about 8 minutes on an H200
+#   bash scripts/gpu_leaderboard.sh --dry-run    # the same steps on the CPU, a few batches each (prove it first)
+#   LANES="softmax lenet|mlp" bash scripts/gpu_leaderboard.sh --dry-run   # the plumbing alone, in a minute
+#
+# Three lanes of trainings run side by side on the one GPU (an H200 stayed 98-100 % busy that way;
+# one training alone leaves it idle between small kernels). Everything comes back through $OUT in
+# at most 8 files: meta.tgz (leaderboard.csv, each run's logs, plots, the calibration benchmark,
+# the console logs) and weights.tar.part-NNN (+ weights.tar.sha256), the checkpoints as float16
+# split into 16 MiB parts. alexnet and vgg11 are left out of the parts (about 90 MiB each as
+# float16: too large to bundle; they stay on the Hub only). Back on the development machine:
+#
+#   mkdir -p results/gpu-run && tar xzf OUT/meta.tgz -C results/gpu-run
+#   python scripts/reproduce_leaderboard.py --merge results/gpu-run/leaderboard.csv   # rows, plots, README
+#   python scripts/bundle_weights.py --from OUT                                         # one step: unpack, bundle, re-score
 set -euo pipefail
-models=${1:-resnet18,densenet,googlenet,alexnet,vgg11,nin}
-epochs=${2:-}
+cd "$(dirname "$0")/.."
+dry=""; [ "${1:-}" = "--dry-run" ] && dry=1
 out=${OUT:-results/gpu}
-mkdir -p "$out"
-python3 -m pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || export PYTHONPATH=$PWD
-export ZOO_HOME=$PWD/.zoo_home
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpu.txt"
-# Calibration first: 30 s that tell whether the epoch budget fits (images/s of the real loop).
-python3 scripts/benchmark.py --model resnet18 --device cuda --precision bf16-mixed --channels-last \
-    --train-steps 30 --warmup 10 --repeats 1 --only train,infer --json "$out/bench-resnet18.json" | tail -12
-python3 scripts/reproduce_leaderboard.py --models "$models" --accelerator gpu --devices 1 --precision bf16-mixed \
-    --channels-last --no-progress --results "$out/leaderboard.csv" --plots "$out/plots" --no-readme \
-    ${epochs:+--epochs "$epochs"} 2>&1 | tee "$out/log.txt" | grep -E "^===|FAILED|wrote"
-# One file for everything small; checkpoints split into 15 MiB parts kept on the machine (they stay
-# while it is warm) for follow-up calls to copy into $OUT a few at a time (64 MiB per call):
-#   run: mkdir -p $OUT && cp .zoo_home/parts/resnet18.tar.part-0* $OUT/
-tar czf "$out/meta.tgz" -C "$out" leaderboard.csv log.txt plots gpu.txt bench-resnet18.json
-rm -rf "$out/plots" "$out/leaderboard.csv" "$out/log.txt" "$out/gpu.txt" "$out/bench-resnet18.json"
-mkdir -p "$ZOO_HOME/parts"
-for m in ${models//,/ }; do
-  [ -f "$ZOO_HOME/checkpoints/$m/model.safetensors" ] || continue
-  tar cf - -C "$ZOO_HOME/checkpoints" "$m" | split -b 15m -d - "$ZOO_HOME/parts/$m.tar.part-"
+work=$(mktemp -d)
+mkdir -p "$out" "$work/logs" "$work/plots"
+export ZOO_HOME=$PWD/.zoo_home PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+IFS='|' read -r -a lanes <<< "${LANES:-resnet18 nin|densenet vgg11|googlenet alexnet}"
+
+if [ -n "$dry" ]; then
+  run_args=(--quick --accelerator cpu)
+  echo "dry run on the CPU" > "$work/gpu.txt"
+else
+  run_args=(--accelerator gpu --devices 1 --precision bf16-mixed --channels-last)
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$work/gpu.txt"
+  # Calibration first, alone on the GPU: images/s of the real loop.
+  python3 scripts/benchmark.py --model resnet18 --device cuda --precision bf16-mixed --channels-last \
+      --train-steps 40 --warmup 10 --repeats 1 --json "$work/bench-resnet18.json" > "$work/bench-resnet18.txt" 2>&1
+fi
+
+start=$SECONDS
+for lane in "${lanes[@]}"; do
+  (
+    for m in $lane; do
+      python3 scripts/reproduce_leaderboard.py --models "$m" "${run_args[@]}" --no-progress --no-readme \
+          --results "$work/lb-$m.csv" --plots "$work/plots" --out runs/leaderboard > "$work/log-$m.txt" 2>&1 \
+        && echo "done $m ($((SECONDS - start)) s)" || echo "FAILED $m (see log-$m.txt in meta.tgz)"
+    done
+  ) &
 done
-ls -l "$ZOO_HOME/parts"
+wait
+echo "all lanes finished in $((SECONDS - start)) s" | tee -a "$work/gpu.txt"
+
+# One leaderboard.csv, and each run's CSV log, hyperparameters and metrics.
+python3 - "$work" <<'PY'
+import shutil, sys
+from pathlib import Path
+import zoo
+from zoo.report import read_leaderboard_csv, write_leaderboard_csv
+work = Path(sys.argv[1])
+rows = {}
+for csv in sorted(work.glob("lb-*.csv")):
+    rows.update(read_leaderboard_csv(csv))
+write_leaderboard_csv(rows.values(), work / "leaderboard.csv", zoo.list_models())
+for name in rows:
+    runs = sorted(Path("runs/leaderboard", name).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+    if runs:
+        dst = work / "logs" / name
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in [runs[-1] / "metrics.json", *sorted((runs[-1] / "logs").glob("version_*/*"))]:
+            if f.is_file():
+                shutil.copyfile(f, dst / (f.name if f.parent == runs[-1] or not (dst / f.name).exists() else f"{f.parent.name}-{f.name}"))
+print(f"leaderboard: {', '.join(rows)}")
+PY
+
+# Every trained checkpoint small enough to bundle (24 MiB as float16), in at most 7 parts + meta.tgz.
+folders=()
+for m in ${lanes[*]}; do
+  if [ -f "$ZOO_HOME/checkpoints/$m/model.safetensors" ]; then folders+=("$ZOO_HOME/checkpoints/$m"); fi
+done
+if [ ${#folders[@]} -gt 0 ]; then
+  python3 scripts/pack_weights.py pack "${folders[@]}" --out "$out" --max-mb 24 --max-parts 7
+fi
+tar czf "$out/meta.tgz" -C "$work" .
+rm -rf "$work"
+ls -l "$out"

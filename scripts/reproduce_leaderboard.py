@@ -41,6 +41,7 @@ from zoo.report import (  # noqa: E402
     plot_confusion,
     plot_curves,
     read_leaderboard_csv,
+    recipe_fingerprint,
     replace_between_markers,
     write_leaderboard_csv,
 )
@@ -109,8 +110,31 @@ def run_one(name: str, args: argparse.Namespace, command: str) -> dict:
         "difference": f"{top1 - spec.book_top1:+.4f}", "val_top1": f"{val['val/acc']:.4f}",
         "wall_time_s": f"{float(wall or 0):.1f}", "hardware": hardware or "", "precision": model.recipe.precision,
         "seed": seed if seed is not None else "", "date": date or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": row_command,
+        "command": row_command, "recipe": recipe_fingerprint(model.recipe.to_dict()),
     }  # fmt: skip
+
+
+def merge(csv_path: Path, rows: dict[str, dict], plots: Path) -> list[str]:
+    """Rows measured elsewhere (a GPU run's leaderboard.csv, brought back) into ``rows``, as they
+    were recorded. A row without a recipe fingerprint takes it from the run's
+    ``logs/<model>/metrics.json`` beside the CSV, and that run's plots/ are copied beside ours."""
+    import shutil
+
+    merged = []
+    for name, row in read_leaderboard_csv(csv_path).items():
+        zoo.get_spec(name)  # a typo'd or foreign model name stops here
+        if not row.get("recipe"):
+            metrics = csv_path.parent / "logs" / name / "metrics.json"
+            if metrics.is_file():
+                row["recipe"] = recipe_fingerprint(json.loads(metrics.read_text())["recipe"])
+        rows[name] = row
+        merged.append(name)
+        for kind in ("curves", "confusion"):
+            src = csv_path.parent / "plots" / f"{name}-{kind}.png"
+            if src.is_file():
+                plots.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, plots / src.name)
+    return merged
 
 
 def update_readme(rows: dict[str, dict]) -> None:
@@ -118,9 +142,12 @@ def update_readme(rows: dict[str, dict]) -> None:
     order = zoo.list_models()
     ranked = [rows[n] for n in order if n in rows]
     waiting = [n for n in order if n not in rows and issubclass(zoo.get_spec(n).model_class, zoo.ImageClassifier)]
-    body = leaderboard_markdown(ranked, waiting)
+    current = {n: recipe_fingerprint(zoo.get_spec(n).recipe.to_dict()) for n in order}
+    body = leaderboard_markdown(ranked, waiting, current)
     if ranked:
         best = max(ranked, key=lambda r: float(r["test_top1"]))["model"]
+        body += (f"\n\n{len(ranked)} of {len(ranked) + len(waiting)} rows measured; a row whose recipe has changed since "
+                 "its run keeps its old number until a new run replaces it.")  # fmt: skip
         body += (f"\n\nBest so far, `{best}`: training curves and test confusion matrix.\n\n"
                  f"![{best} training curves](results/plots/{best}-curves.png) "
                  f"![{best} confusion matrix](results/plots/{best}-confusion.png)")  # fmt: skip
@@ -151,6 +178,7 @@ def main() -> int:
     p.add_argument("--plots", help="folder for the PNGs (default results/plots, or results/quick-plots)")
     p.add_argument("--no-readme", action="store_true", help="leave README.md and checkpoints.json alone")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--merge", type=Path, help="add the rows of another run's leaderboard.csv (e.g. a GPU run's) instead of running")
     args = p.parse_args()
     if args.devices != "auto":
         args.devices = int(args.devices)
@@ -161,7 +189,9 @@ def main() -> int:
     rows = read_leaderboard_csv(args.results)
     failures: dict[str, str] = {}
     done: list[str] = []
-    for name in select(args.models):
+    if args.merge:
+        print(f"merged {', '.join(merge(args.merge, rows, Path(args.plots)))} from {args.merge}")
+    for name in select(args.models) if not args.merge else []:
         start = time.perf_counter()
         print(f"\n=== {name} ===", flush=True)
         try:
@@ -177,7 +207,7 @@ def main() -> int:
     print(f"\nwrote {args.results}")
     if not args.quick and not args.no_readme:
         update_readme(rows)
-        if not args.eval_only:
+        if not args.eval_only and not args.merge:
             update_manifest(done)
         print("updated README.md (leaderboard) and checkpoints.json")
     for name, why in failures.items():

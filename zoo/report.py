@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -10,10 +12,22 @@ from typing import Any, Iterable
 import torch
 
 __all__ = ["plot_curves", "confusion_matrix", "plot_confusion", "write_leaderboard_csv", "read_leaderboard_csv",
-           "leaderboard_markdown", "replace_between_markers", "LEADERBOARD_FIELDS"]  # fmt: skip
+           "leaderboard_markdown", "replace_between_markers", "recipe_fingerprint", "LEADERBOARD_FIELDS"]  # fmt: skip
 
 LEADERBOARD_FIELDS = ["model", "input_size", "params", "epochs", "test_top1", "book_top1", "difference", "val_top1",
-                      "wall_time_s", "hardware", "precision", "seed", "date", "command"]  # fmt: skip
+                      "wall_time_s", "hardware", "precision", "seed", "date", "command", "recipe"]  # fmt: skip
+
+# Switches of a run, not of the recipe: a GPU run sets them on the command line.
+_RUN_SWITCHES = ("precision", "channels_last", "compile", "eval_batch_size")
+STALE = "recipe changed since this run: waiting for a GPU run"
+
+
+def recipe_fingerprint(recipe: dict[str, Any]) -> str:
+    """12 hex digits naming what a recipe trains with (not how fast): a leaderboard row whose
+    fingerprint is not the registry's current one was measured with an older recipe."""
+    core = {k: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+            for k, v in sorted(recipe.items()) if k not in _RUN_SWITCHES}  # fmt: skip
+    return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _pyplot():
@@ -117,19 +131,23 @@ def write_leaderboard_csv(rows: Iterable[dict[str, Any]], path: str | os.PathLik
     return path
 
 
-def leaderboard_markdown(rows: Iterable[dict[str, Any]], waiting: Iterable[str] = ()) -> str:
+def leaderboard_markdown(rows: Iterable[dict[str, Any]], waiting: Iterable[str] = (),
+                         current: dict[str, str] | None = None) -> str:  # fmt: skip
+    """The README table. ``current`` maps model names to the fingerprints of their registered
+    recipes: a row measured with another recipe says so in its state column."""
     lines = [
-        "| model | input | params | epochs | test top-1 | book | difference | hardware | wall time | precision |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|---|",
+        "| model | input | params | epochs | test top-1 | book | difference | hardware | wall time | precision | state |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|",
     ]
     for r in rows:
+        stale = current is not None and r.get("recipe") and r["recipe"] != current.get(r["model"])
         lines.append(
             f"| `{r['model']}` | {r['input_size']}×{r['input_size']} | {int(r['params']):,} | {r['epochs']} | "
             f"**{float(r['test_top1']):.4f}** | {float(r['book_top1']):.3f} | {float(r['difference']):+.4f} | "
-            f"{r['hardware']} | {float(r['wall_time_s']):.0f} s | {r['precision']} |"
+            f"{r['hardware']} | {float(r['wall_time_s']):.0f} s | {r['precision']} | {STALE if stale else 'current recipe'} |"
         )
     for name in waiting:
-        lines.append(f"| `{name}` | | | | *waiting for a GPU run* | | | | | |")
+        lines.append(f"| `{name}` | | | | | | | | | | waiting for a GPU run |")
     return "\n".join(lines)
 
 
