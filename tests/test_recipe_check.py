@@ -18,9 +18,9 @@ def check(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, list[dict]
 
 
 def test_the_registered_recipes_learn(tmp_path):
-    proc, results = check(tmp_path, "--models", "softmax,mlp,lenet,lenet_bn,densenet")
+    proc, results = check(tmp_path, "--all", "--models", "softmax,mlp,lenet,lenet_bn,densenet")
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
-    assert "5 of 5 recipes learn" in proc.stdout
+    assert "5 of 5 checked recipes learn" in proc.stdout
     for r in results:
         assert r["ok"] and r["steps"] == 60 and r["loss_last"] < 0.9 * r["loss_first"] and r["val_acc"] >= 0.25, r
     assert {r["model"]: r["batch_size"] for r in results}["densenet"] == 64  # capped: same lr, a noisier batch
@@ -40,3 +40,10 @@ def test_bad_arguments_are_one_clear_line(tmp_path):
     assert proc.returncode == 2 and "tiny_ssd is not a classifier" in proc.stderr
     proc, _ = check(tmp_path, "--set", "learning_rate=1")
     assert proc.returncode == 2 and "--set takes FIELD=VALUE with a recipe field" in proc.stderr
+
+
+def test_recipes_a_full_run_measured_are_not_rechecked_by_default(tmp_path):
+    proc, results = check(tmp_path, "--models", "softmax,lenet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    assert "measured by a full run of this recipe: test top-1 0.8449" in proc.stdout
+    assert [r["why"] for r in results] == ["skipped", "skipped"] and "2 measured by a full run, not re-checked" in proc.stdout

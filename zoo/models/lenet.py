@@ -53,9 +53,10 @@ def _no_norm(_: int) -> nn.Module:
 @register_model(
     chapter="7.6",
     # The book: SGD with lr 0.9 (sigmoids learn slowly), 10 epochs (0.776). AdamW, one warm-up epoch
-    # then cosine, 30 epochs: 0.900 on the validation split (with crop/flip augmentation: 0.897).
+    # then cosine: 0.900 on the validation split at 30 epochs, 0.9102 at 60 (with crop/flip
+    # augmentation at 30: 0.897).
     recipe=Recipe(optimizer="adamw", lr=5e-3, weight_decay=0.05, schedule="cosine", warmup_epochs=1,
-                  batch_size=256, epochs=30),  # fmt: skip
+                  batch_size=256, epochs=60),  # fmt: skip
     book_params=61_706,
     book_top1=0.776,
 )
