@@ -25,14 +25,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from safetensors.torch import load_file
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import zoo  # noqa: E402
 from make_manifest import MAX_FILE_BYTES, regenerate  # noqa: E402
 from pack_weights import unpack  # noqa: E402
-from zoo.checkpoint import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, load_strict, model_card  # noqa: E402
+from zoo.checkpoint import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, load_weights, model_card  # noqa: E402
 from zoo.hub import BUNDLED_DIR, write_manifest  # noqa: E402
 from zoo.registry import build_model  # noqa: E402
 from zoo.train import evaluate, train  # noqa: E402
@@ -63,8 +61,7 @@ def bundle_trained_elsewhere(src: Path) -> Path:
     if weights is None:
         raise SystemExit(f"{src}: no {WEIGHTS_NAME} or {FP16_NAME}")
     model = build_model(name, **config["kwargs"])
-    own = model.state_dict()
-    load_strict(model, {k: v.to(own[k].dtype) if k in own else v for k, v in load_file(str(weights)).items()}, where=str(weights))
+    load_weights(model, weights)  # the folder's config.json hashes the float32 original, so no sha256 check here
     # What the training run recorded stays, as provenance; the metrics become this file's own scores.
     training = {**config.get("training", {}), "metrics": config.get("metrics", {}), "trained_sha256": config.get("sha256"),
                 "bundled_from": f"{config.get('dtype', 'float32')} weights, stored here as float16"}  # fmt: skip

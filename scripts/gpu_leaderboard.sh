@@ -64,9 +64,11 @@ for name in rows:
     if runs:
         dst = work / "logs" / name
         dst.mkdir(parents=True, exist_ok=True)
-        for f in [runs[-1] / "metrics.json", *sorted((runs[-1] / "logs").glob("version_*/*"))]:
-            if f.is_file():
-                shutil.copyfile(f, dst / (f.name if f.parent == runs[-1] or not (dst / f.name).exists() else f"{f.parent.name}-{f.name}"))
+        if (runs[-1] / "metrics.json").is_file():  # absent when the run failed
+            shutil.copyfile(runs[-1] / "metrics.json", dst / "metrics.json")
+        # One CSV log per (re)start; a run that never restarted has only version_0.
+        for f in sorted((runs[-1] / "logs").glob("version_*/*")):
+            shutil.copyfile(f, dst / (f.name if f.parent.name == "version_0" else f"{f.parent.name}-{f.name}"))
 print(f"leaderboard: {', '.join(rows)}")
 PY
 

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from .registry import build_model, get_spec
 
 __all__ = ["CheckpointError", "WEIGHTS_NAME", "CONFIG_NAME", "CARD_NAME", "save_checkpoint", "load_checkpoint",
-           "load_strict", "model_card", "sha256_file"]  # fmt: skip
+           "load_weights", "load_strict", "model_card", "sha256_file"]  # fmt: skip
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -207,12 +207,17 @@ def load_checkpoint(folder: str | os.PathLike, *, expected_sha256: str | None = 
     except KeyError as err:
         raise CheckpointError(f"{config_path} names the architecture {name!r}, which this zoo does not have: {err.args[0]}") from None
     model = build_model(name, **kwargs)
-    own = model.state_dict()
-    # Weights stored as float16 (config "dtype") come back as the model's float32.
-    state = {k: v.to(own[k].dtype) if k in own and v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
-    load_strict(model, state, where=str(weights))
+    load_weights(model, weights)
     model.checkpoint = {"path": str(folder), "sha256": config.get("sha256"), "metrics": config.get("metrics", {})}
     return model
+
+
+def load_weights(model: torch.nn.Module, weights: str | os.PathLike) -> None:
+    """Load a safetensors file into ``model`` strictly; tensors stored as float16 (config "dtype")
+    come back in the model's own float32."""
+    own = model.state_dict()
+    state = {k: v.to(own[k].dtype) if k in own and v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
+    load_strict(model, state, where=str(weights))
 
 
 def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], *, where: str, skip_prefix: str | None = None) -> None:
