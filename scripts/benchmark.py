@@ -4,6 +4,8 @@
     python scripts/benchmark.py --model resnet18                   # 96x96, CPU or the GPU if any
     python scripts/benchmark.py --model lenet --train-steps 200
     python scripts/benchmark.py --model resnet18 --device cuda --precision bf16-mixed --json out.json
+    python scripts/benchmark.py --model resnet18 --device cuda --precision bf16-mixed --channels-last \
+        --static-shapes --fused --compile default,reduce-overhead       # eager vs compiled, with MFU
 
 Measures (images/s unless noted):
   data       the data pipeline alone: zoo's batched, device-resident path vs the book's
@@ -11,7 +13,9 @@ Measures (images/s unless noted):
              capped at the core count), each ending with the batch on the device
   train      training throughput and seconds per 55,000-image epoch: zoo with Lightning vs a plain
              PyTorch loop over the same model, batches and optimizer, vs the plain loop fed by the
-             book's pipeline
+             book's pipeline; eager, and compiled in each of --compile's modes; with MFU (model
+             FLOPs utilisation: training FLOPs per image from torch.utils.flop_counter x images/s,
+             over the device's dense peak at the precision)
   infer      inference at batch 256, and single-image latency (median, ms)
 Prints a table and writes JSON with the device, torch version, precision and thread count.
 """
@@ -65,7 +69,8 @@ def zoo_datamodule(model: zoo.ImageClassifier, batch_size: int, device: torch.de
 
 def zoo_batches(dm: FashionMNISTDataModule) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The zoo's path as Lightning runs it: index-gathered uint8 batch -> batched transform."""
-    loader = DataLoader(dm.train_set, dm.batch_size, sampler=EpochShuffleSampler(len(dm.train_set), 0), collate_fn=_keep_batch)
+    loader = DataLoader(dm.train_set, dm.batch_size, sampler=EpochShuffleSampler(len(dm.train_set), 0), collate_fn=_keep_batch,
+                        drop_last=dm.static_shapes)  # fmt: skip
     while True:
         for images, labels in loader:
             yield dm._format(dm.transform(images, train=False)), labels
@@ -160,6 +165,40 @@ def lightning_loop(model: zoo.ImageClassifier, dm: FashionMNISTDataModule, steps
     return timer.images / (timer.end - timer.start)
 
 
+# ------------------------------------------------------------------------------------------ MFU
+#: Dense peak TFLOP/s by (GPU name fragment, precision), from NVIDIA's datasheets (no sparsity).
+#: float32 runs use TF32 tensor cores (torch.set_float32_matmul_precision("high"), as `zoo train`).
+PEAK_TFLOPS = {
+    ("H200", "bf16"): 989.0, ("H200", "16"): 989.0, ("H200", "32"): 494.5,
+    ("H100 PCIe", "bf16"): 756.0, ("H100 PCIe", "16"): 756.0, ("H100 PCIe", "32"): 378.0,
+    ("H100", "bf16"): 989.0, ("H100", "16"): 989.0, ("H100", "32"): 494.5,
+    ("A100", "bf16"): 312.0, ("A100", "16"): 312.0, ("A100", "32"): 156.0,
+}  # fmt: skip
+
+
+def peak_flops(device_name: str, precision: str) -> float | None:
+    """The device's dense peak FLOP/s at ``precision``, or None when it is not in the table."""
+    kind = "bf16" if precision.startswith("bf16") else "16" if precision.startswith("16") else "32"
+    for (fragment, prec), tflops in PEAK_TFLOPS.items():  # "H100 PCIe" is listed before "H100"
+        if fragment in device_name and prec == kind:
+            return tflops * 1e12
+    return None
+
+
+def train_flops_per_image(model: torch.nn.Module, size: int, in_chans: int) -> float:
+    """FLOPs of one training image (forward + backward), counted by torch.utils.flop_counter on
+    a CPU copy of the model (matmuls and convolutions: what the tensor cores do)."""
+    import copy
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    m = copy.deepcopy(model).float().cpu().train()
+    x = torch.randn(2, in_chans, size, size)
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(m(x), torch.zeros(2, dtype=torch.long)).backward()
+    return counter.get_total_flops() / 2
+
+
 # ------------------------------------------------------------------------------------------ infer
 @torch.no_grad()
 def inference(model: zoo.ImageClassifier, device: torch.device, precision: str, batches: int) -> tuple[float, float]:
@@ -191,6 +230,11 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before each timing")
     p.add_argument("--repeats", type=int, default=3, help="runs of the Lightning and plain loops (best kept)")
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--static-shapes", action="store_true", help="drop the last partial batch (as the recipe switch)")
+    p.add_argument("--fused", action="store_true", help="fused optimizer kernels")
+    p.add_argument("--compile", default="", metavar="MODES",
+                   help="comma list of torch.compile modes measured beside eager, e.g. default,reduce-overhead")
+    p.add_argument("--peak-tflops", type=float, help="the device's peak at --precision, for MFU (default: known GPUs)")
     p.add_argument("--only", default="data,train,infer", help="comma list of data, train, infer")
     p.add_argument("--book-workers", type=int, default=min(4, os.cpu_count() or 1),
                    help="DataLoader workers of the book's pipeline (the book's default is 4)")  # fmt: skip
@@ -209,12 +253,17 @@ def main() -> None:
     only = set(args.only.split(","))
     spec = zoo.get_spec(args.model)
     size = args.input_size or spec.input_size
-    recipe = spec.recipe.replace(schedule="none", batch_size=args.batch_size, precision=args.precision, channels_last=args.channels_last)
+    recipe = spec.recipe.replace(schedule="none", batch_size=args.batch_size, precision=args.precision, channels_last=args.channels_last,
+                                 static_shapes=args.static_shapes, fused=args.fused)  # fmt: skip
+    modes = [m for m in args.compile.split(",") if m]
 
-    def fresh_model() -> zoo.ImageClassifier:
+    def fresh_model(compile_mode: str | None = None) -> zoo.ImageClassifier:
         torch.manual_seed(0)
         m = zoo.create_model(args.model, input_size=size, recipe=recipe)
-        return m.to(memory_format=torch.channels_last) if args.channels_last else m
+        m = m.to(memory_format=torch.channels_last) if args.channels_last else m
+        if compile_mode:
+            m.compile(mode=compile_mode)  # as `zoo train --compile` does: the network's call, in place
+        return m
 
     results: dict[str, Any] = {
         "model": args.model, "input_size": size, "batch_size": args.batch_size, "precision": args.precision,
@@ -236,39 +285,67 @@ def main() -> None:
             steps, warm = args.train_steps, args.warmup
             # Alternate the two loops and keep each one's best run: what is left of the noise from
             # the rest of the machine then hits both alike.
-            lightning, plain = [], []
-            for _ in range(args.repeats):
-                lightning.append(lightning_loop(fresh_model(), dm, steps, device, args.precision, warm))
-                plain.append(plain_loop(fresh_model(), zoo_batches(dm), steps, device, args.precision, warm))
-            results["train_lightning"], results["train_plain"] = max(lightning), max(plain)
-            results["train_runs"] = {"lightning": lightning, "plain": plain}
+            for mode in [None, *modes]:
+                suffix = f"_{mode}" if mode else ""
+                lightning, plain = [], []
+                for _ in range(args.repeats):
+                    lightning.append(lightning_loop(fresh_model(mode), dm, steps, device, args.precision, warm))
+                    plain.append(plain_loop(fresh_model(mode), zoo_batches(dm), steps, device, args.precision, warm))
+                results["train_lightning" + suffix], results["train_plain" + suffix] = max(lightning), max(plain)
+                results["train_runs" + suffix] = {"lightning": lightning, "plain": plain}
             book_train = book_batches(book, args.batch_size, device, args.book_workers)
             results["train_book"] = plain_loop(fresh_model(), book_train, steps, device, args.precision, warm)
             results["lightning_vs_plain"] = results["train_plain"] / results["train_lightning"] - 1  # time overhead
             results["train_speedup_vs_book"] = results["train_lightning"] / results["train_book"]
+            best = max((k for k in results if k.startswith("train_lightning")), key=results.__getitem__)
+            results["best_train"] = best
+            results["best_speedup_vs_book"] = results[best] / results["train_book"]
+            # MFU: achieved FLOP/s over the device's peak, for each training loop measured.
+            eager = fresh_model()
+            results["train_flops_per_image"] = train_flops_per_image(eager, size, eager.in_chans)
+            peak = args.peak_tflops * 1e12 if args.peak_tflops else peak_flops(results["device"], args.precision)
+            results["peak_flops"] = peak
+            if peak:
+                for key in [k for k in results if k.startswith(("train_lightning", "train_plain", "train_book"))]:
+                    if isinstance(results[key], float):
+                        results["mfu_" + key.removeprefix("train_")] = results[key] * results["train_flops_per_image"] / peak
     if "infer" in only:
         results["infer_batch256"], results["latency_ms"] = inference(fresh_model(), device, args.precision, max(3, args.data_batches // 4))
 
     print(f"\n{args.model} at {size}x{size}, batch {args.batch_size}, {args.precision}, on {results['device']}, "
           f"torch {torch.__version__}, {results['threads']} threads")  # fmt: skip
+    per_mode = []
+    for mode in modes:
+        per_mode += [(f"train_lightning_{mode}", f"training, zoo + Lightning, compile {mode}", "{:,.0f}".format),
+                     (f"train_plain_{mode}", f"training, plain loop, compile {mode}", "{:,.0f}".format)]  # fmt: skip
     rows: list[tuple[str, str, Callable[[float], str]]] = [
         ("data_zoo", "data pipeline, zoo (images/s)", "{:,.0f}".format),
         ("data_book", "data pipeline, book (images/s)", "{:,.0f}".format),
         ("data_speedup", "  zoo / book", "{:.1f}x".format),
         ("train_lightning", "training, zoo + Lightning (images/s)", "{:,.0f}".format),
         ("train_plain", "training, plain PyTorch loop (images/s)", "{:,.0f}".format),
+        *per_mode,
         ("train_book", "training, book pipeline + plain loop (images/s)", "{:,.0f}".format),
         ("lightning_vs_plain", "  Lightning's time over the plain loop's", "{:+.1%}".format),
         ("train_speedup_vs_book", "  zoo / book", "{:.1f}x".format),
+        ("best_speedup_vs_book", "  zoo's fastest / book", "{:.1f}x".format),
+        ("train_flops_per_image", "training FLOPs per image (fwd + bwd)", lambda v: f"{v / 1e9:.2f} G"),
         ("infer_batch256", "inference, batch 256 (images/s)", "{:,.0f}".format),
         ("latency_ms", "inference, one image (ms, median)", "{:.2f}".format),
     ]
     for key, label, fmt in rows:
         if key in results:
             extra = ""
-            if key.startswith("train_") and not key.endswith("book") and key != "train_speedup_vs_book":
+            if key.startswith(("train_lightning", "train_plain")) and not key.startswith("train_runs"):
                 extra = f"   ({EPOCH_IMAGES / results[key]:.1f} s per 55,000-image epoch)"
+            mfu = results.get("mfu_" + key.removeprefix("train_")) if key.startswith("train_") else None
+            if mfu is not None:
+                extra += f"   MFU {mfu:.1%}"
             print(f"  {label:<50} {fmt(results[key]):>10}{extra}")
+    if "peak_flops" in results:
+        peak = results["peak_flops"]
+        print(f"  MFU = images/s x training FLOPs per image / peak ({peak / 1e12:,.0f} TFLOP/s dense)" if peak else
+              "  MFU: peak of this device unknown (pass --peak-tflops)")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
         print(f"\nwritten: {args.json}")

@@ -27,6 +27,7 @@ H200 with batches of 256 and a 215-step warm-up.
     python scripts/check_recipes.py --all                    # all ten classifiers (about 10 minutes on 2 cores)
     python scripts/check_recipes.py --models googlenet,nin
     python scripts/check_recipes.py --models googlenet --set lr=0.05 --set nesterov=true   # try a variant
+    python scripts/check_recipes.py --models resnet18 --recipe speedrun                   # a named recipe
 
 Exit status 1 when any recipe fails.
 """
@@ -85,10 +86,10 @@ def _score(model: L.LightningModule, dm: L.LightningDataModule) -> tuple[float, 
 
 def check(name: str, *, steps: int = 60, warmup_steps: int = 10, val_images: int = 300, changes: dict | None = None,
           max_batch: int | None = None, seed: int = 0, min_loss_drop: float = 0.1, min_acc: float = 0.25,
-          data_dir: str | None = None) -> dict:  # fmt: skip
-    """Run the start of ``name``'s recipe (with ``changes``) and say whether it learns."""
+          data_dir: str | None = None, preset: str | None = None) -> dict:  # fmt: skip
+    """Run the start of ``name``'s recipe (or its ``preset``; with ``changes``) and say whether it learns."""
     spec = zoo.get_spec(name)
-    recipe = spec.recipe.layered(changes or {})
+    recipe = spec.get_recipe(preset).layered(changes or {})
     if max_batch and recipe.batch_size > max_batch:
         # Same learning rate on a smaller batch: a noisier, so harsher, test of the step size.
         recipe = recipe.replace(batch_size=max_batch)
@@ -133,6 +134,7 @@ def _value(text: str):
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="all", help="comma list of classifiers (default: every classifier)")
+    p.add_argument("--recipe", metavar="PRESET", help="check a named recipe of the models instead (resnet18: speedrun)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="change a recipe field (repeatable)")
     p.add_argument("--steps", type=int, default=60, help="optimisation steps per model")
     p.add_argument("--max-batch", type=int, default=64,
@@ -168,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'model':<10} {'batch':>5} {'steps':>5} {'loss first':>10} {'loss last':>9} {'val acc':>7} {'classes':>7} {'s':>6}  verdict")
     for name in names:
         row = board.get(name, {})
-        recipe = zoo.get_spec(name).recipe.layered(changes)
+        recipe = zoo.get_spec(name).get_recipe(args.recipe).layered(changes)
         measured = row.get("recipe") == recipe_fingerprint(recipe.to_dict()) and float(row.get("test_top1") or 0) >= MEASURED_WELL
         if measured and not args.all:
             results.append({"model": name, "ok": True, "measured": float(row["test_top1"]), "changes": changes, "why": "skipped"})
@@ -177,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         try:
             r = check(name, steps=args.steps, warmup_steps=args.warmup_steps, val_images=args.val_images, changes=changes,
-                      max_batch=args.max_batch or None, seed=args.seed, min_loss_drop=args.min_loss_drop, min_acc=args.min_acc, data_dir=args.data_dir)  # fmt: skip
+                      max_batch=args.max_batch or None, seed=args.seed, min_loss_drop=args.min_loss_drop, min_acc=args.min_acc, data_dir=args.data_dir,
+                      preset=args.recipe)  # fmt: skip
         except Exception as err:  # a recipe that cannot even start is a failed check, not a crash of the others
             r = {"model": name, "ok": False, "why": f"{type(err).__name__}: {err}", "changes": changes}
         if not r["ok"] and measured:

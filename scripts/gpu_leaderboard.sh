@@ -4,6 +4,7 @@
 #   bash scripts/gpu_leaderboard.sh              # on the GPU machine: about 8 minutes on an H200
 #   bash scripts/gpu_leaderboard.sh --dry-run    # the same steps on the CPU, a few batches each (prove it first)
 #   LANES="softmax lenet|mlp" bash scripts/gpu_leaderboard.sh --dry-run   # the plumbing alone, in a minute
+#   LANES="googlenet|nin" bash scripts/gpu_leaderboard.sh                   # only some rows
 #
 # Three lanes of trainings run side by side on the one GPU (an H200 stayed 98-100 % busy that way;
 # one training alone leaves it idle between small kernels). Everything comes back through $OUT in
@@ -30,8 +31,9 @@ if [ -n "$dry" ]; then
 else
   run_args=(--accelerator gpu --devices 1 --precision bf16-mixed --channels-last)
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$work/gpu.txt"
-  # Calibration first, alone on the GPU: images/s of the real loop.
-  python3 scripts/benchmark.py --model resnet18 --device cuda --precision bf16-mixed --channels-last \
+  # Calibration first, alone on the GPU: images/s of the real loop (SKIP_CALIBRATION=1: when
+  # scripts/gpu_speed.sh measures the step in the same call).
+  [ -n "${SKIP_CALIBRATION:-}" ] || python3 scripts/benchmark.py --model resnet18 --device cuda --precision bf16-mixed --channels-last \
       --train-steps 40 --warmup 10 --repeats 1 --json "$work/bench-resnet18.json" > "$work/bench-resnet18.txt" 2>&1
 fi
 

@@ -142,10 +142,12 @@ class ImageModel(L.LightningModule):
     def configure_optimizers(self) -> Any:
         r = self.recipe
         groups = self.parameter_groups()
+        # fused: one kernel updates every parameter; None keeps PyTorch's choice (foreach on GPUs).
+        fused = True if r.fused else None
         if r.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=r.lr, momentum=r.momentum, nesterov=r.nesterov and r.momentum > 0)
+            opt = torch.optim.SGD(groups, lr=r.lr, momentum=r.momentum, nesterov=r.nesterov and r.momentum > 0, fused=fused)
         else:
-            opt = torch.optim.AdamW(groups, lr=r.lr)
+            opt = torch.optim.AdamW(groups, lr=r.lr, fused=fused)
         if r.schedule == "none":
             return opt
         total = self.trainer.estimated_stepping_batches

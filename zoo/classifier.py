@@ -13,10 +13,11 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from .base import ImageModel, log_train_loss
-from .data.fashion_mnist import FashionMNISTDataModule, find_data_dir
+from .data.fashion_mnist import PAD_LABEL, FashionMNISTDataModule, find_data_dir
 
 __all__ = ["ImageClassifier", "ClassifierSteps", "init_cnn"]
 
@@ -29,10 +30,10 @@ def init_cnn(module: nn.Module) -> None:
             nn.init.xavier_uniform_(m.weight)
 
 
-def _accuracy(num_classes: int) -> MulticlassAccuracy:
+def _accuracy(num_classes: int, **kwargs: Any) -> MulticlassAccuracy:
     # validate_args=False: the labels come from our own DataModules; checking their range with
     # torch.unique on every batch costs more than the accuracy itself.
-    return MulticlassAccuracy(num_classes, average="micro", validate_args=False)
+    return MulticlassAccuracy(num_classes, average="micro", validate_args=False, **kwargs)
 
 
 class ClassifierSteps:
@@ -46,9 +47,15 @@ class ClassifierSteps:
     num_classes: int
 
     def init_metrics(self, num_classes: int) -> None:
+        # Training batches are never padded, and ignore_index would cost a host sync every step.
         self.train_acc = _accuracy(num_classes)
-        self.val_acc = _accuracy(num_classes)
-        self.test_acc = _accuracy(num_classes)
+        self.val_acc = _accuracy(num_classes, ignore_index=PAD_LABEL)
+        self.test_acc = _accuracy(num_classes, ignore_index=PAD_LABEL)
+        # The mean loss per real image: a padded image's loss (0, see PAD_LABEL) has weight 0.
+        # nan_strategy=nan: a NaN loss stays NaN in the mean, not dropped ("disable" would also drop
+        # the weights: torchmetrics 1.9).
+        self.val_loss = MeanMetric(nan_strategy=float("nan"))
+        self.test_loss = MeanMetric(nan_strategy=float("nan"))
 
     @staticmethod
     def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -93,7 +100,9 @@ class ClassifierSteps:
         x, y = self._unpack(batch)
         logits = self(x)
         metric.update(logits, y)
-        self.log(f"{stage}/loss", F.cross_entropy(logits, y), prog_bar=stage == "val")
+        mean_loss = getattr(self, f"{stage}_loss")
+        mean_loss.update(F.cross_entropy(logits.float(), y, reduction="none"), (y != PAD_LABEL).float())
+        self.log(f"{stage}/loss", mean_loss, prog_bar=stage == "val")
         self.log(f"{stage}/acc", metric, prog_bar=True)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:

@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model on Fashion-MNIST with its recipe, then test it")
     p.add_argument("model", help="registered model name (see `zoo list`)")
+    p.add_argument("--recipe", metavar="PRESET", help="start from a named recipe of the model instead of its default "
+                   "(resnet18: speedrun); the flags below still change it")  # fmt: skip
     _add_recipe_flags(p.add_argument_group("recipe overrides (default: the model's recipe, see `zoo list`)"))
     h = p.add_argument_group("hardware")
     h.add_argument("--accelerator", default="auto", help="cpu, gpu, auto (default)")
@@ -289,6 +291,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         test=not args.no_test,
         progress_bar=not args.no_progress,
         command=shlex.join(["zoo", *args.argv]),
+        recipe=args.recipe,
         **_recipe_overrides(args),
     )
     m = result.metrics

@@ -13,10 +13,11 @@ from typing import Any
 
 from .data.augment import AUGMENT_PRESETS
 
-__all__ = ["Recipe", "OPTIMIZERS", "SCHEDULES", "AUGMENT_PRESETS", "GPU_RECIPE"]
+__all__ = ["Recipe", "OPTIMIZERS", "SCHEDULES", "COMPILE_MODES", "AUGMENT_PRESETS", "GPU_RECIPE"]
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("none", "cosine", "onecycle")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def _field(default: Any, help: str, *, choices: tuple[str, ...] | None = None, kind: type | None = None) -> Any:
@@ -44,6 +45,11 @@ class Recipe:
     eval_batch_size: int | None = _field(None, "validation/test batch size (default: 2x batch size)", kind=int)
     channels_last: bool = _field(False, "NHWC memory format (faster convolutions on GPUs with tensor cores)")
     compile: bool = _field(False, "torch.compile the model (pays off on GPUs and long runs)")
+    compile_mode: str = _field("default", "torch.compile mode (reduce-overhead: CUDA graphs, no per-kernel launch cost)",
+                               choices=COMPILE_MODES)  # fmt: skip
+    static_shapes: bool = _field(False, "every batch the same shape: drop the last partial training batch, pad the "
+                                 "last evaluation batch (no recompiles; CUDA graphs need it)")  # fmt: skip
+    fused: bool = _field(False, "fused optimizer kernels: one launch updates every parameter (GPUs)")
     ema: float = _field(0.0, "decay of an exponential moving average of the weights (timm ModelEmaV3); 0: off")
     mixup: float = _field(0.0, "timm Mixup alpha; 0: off")
     cutmix: float = _field(0.0, "timm CutMix alpha; 0: off")
@@ -53,6 +59,8 @@ class Recipe:
             raise ValueError(f"recipe.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"recipe.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"recipe.compile_mode must be one of {COMPILE_MODES}, got {self.compile_mode!r}")
         if self.augment not in AUGMENT_PRESETS:
             raise ValueError(f"recipe.augment must be one of {AUGMENT_PRESETS}, got {self.augment!r}")
         if not self.lr > 0:

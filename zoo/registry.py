@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 __all__ = ["ModelSpec", "register_model", "list_models", "get_spec", "build_model"]
@@ -31,6 +31,16 @@ class ModelSpec:
     book_top1: float | None = None  # the book's final-epoch Fashion-MNIST test accuracy
     external: bool = False  # an adapter, not one of the book's networks: left out of list_models()
     description: str = ""
+    presets: dict[str, Any] = field(default_factory=dict)  # other named recipes ("speedrun")
+
+    def get_recipe(self, name: str | None = None) -> Any:
+        """The registered recipe, or the named preset (``"default"`` is the registered recipe)."""
+        if name in (None, "default"):
+            return self.recipe
+        if name not in self.presets:
+            known = ", ".join(["default", *self.presets])
+            raise KeyError(f"{self.name} has no recipe preset {name!r}; it has: {known}")
+        return self.presets[name]
 
     @property
     def input_size(self) -> int | None:
@@ -53,9 +63,11 @@ def register_model(
     book_params: int | None = None,
     book_top1: float | None = None,
     external: bool = False,
+    presets: dict[str, Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register a builder function under its own name (``def lenet(**kw) -> LeNet``
-    registers "lenet"). The builder must annotate the class it returns."""
+    registers "lenet"). The builder must annotate the class it returns. ``presets`` names other
+    recipes for the same network (``zoo train resnet18 --recipe speedrun``)."""
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         name = fn.__name__
@@ -75,6 +87,7 @@ def register_model(
             book_top1=book_top1,
             external=external,
             description=doc[0] if doc else "",
+            presets=dict(presets or {}),
         )
         return fn
 
@@ -103,12 +116,14 @@ def build_model(name: str, **kwargs: Any) -> Any:
     """A registered model with fresh weights, its recipe and input size from the registry.
 
     ``kwargs`` go to the model's constructor. A ``recipe`` given as a dict changes only the fields
-    it names of the model's own recipe; a whole Recipe replaces it. The model remembers its name
+    it names of the model's own recipe; a whole Recipe replaces it; a string names one of its
+    presets (:meth:`ModelSpec.get_recipe`). The model remembers its name
     and constructor arguments (``model_name``, ``zoo_kwargs``): they rebuild this exact
     architecture, and are what a checkpoint's config.json holds.
     """
     spec = get_spec(name)
-    kwargs["recipe"] = spec.recipe.layered(kwargs.get("recipe"))
+    recipe = kwargs.get("recipe")
+    kwargs["recipe"] = spec.get_recipe(recipe) if isinstance(recipe, str) else spec.recipe.layered(recipe)
     if spec.input_size is not None:
         kwargs.setdefault("input_size", spec.input_size)
     model = spec.builder(**kwargs)

@@ -18,7 +18,7 @@ LEADERBOARD_FIELDS = ["model", "input_size", "params", "epochs", "test_top1", "b
                       "wall_time_s", "hardware", "precision", "seed", "date", "command", "recipe"]  # fmt: skip
 
 # Switches of a run, not of the recipe: a GPU run sets them on the command line.
-_RUN_SWITCHES = ("precision", "channels_last", "compile", "eval_batch_size")
+_RUN_SWITCHES = ("precision", "channels_last", "compile", "compile_mode", "static_shapes", "fused", "eval_batch_size")
 STALE = "recipe changed since this run: waiting for a GPU run"
 
 

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import torch
 
-__all__ = ["zoo_home", "seed_torch", "seeded_rng"]
+__all__ = ["zoo_home", "seed_torch", "seeded_rng", "to_device"]
 
 
 def zoo_home() -> Path:
@@ -38,3 +38,12 @@ def seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
             yield
         finally:
             random.setstate(py_state)
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t.to(device)`` for a small CPU tensor made during a step (indices, random draws) without
+    stalling the host: a copy from pageable memory waits for the GPU's queue to drain, a copy
+    from pinned memory (PyTorch caches the pinned buffers) is queued like a kernel."""
+    if device.type != "cuda" or t.device.type != "cpu":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)

@@ -212,7 +212,7 @@ def _read_checkpoint_meta(path: Path) -> dict[str, Any]:
 def train(
     model_name: str,
     *,
-    recipe: Recipe | dict[str, Any] | None = None,
+    recipe: Recipe | dict[str, Any] | str | None = None,
     model_kwargs: dict[str, Any] | None = None,
     seed: int = 0,
     accelerator: str = "auto",
@@ -236,7 +236,8 @@ def train(
     """Train a registered model on its data (Fashion-MNIST for the classifiers) with its recipe,
     then test the final weights.
 
-    The model's registered recipe is the base. ``recipe`` (a dict of fields, or a whole Recipe)
+    The model's registered recipe is the base (or, when ``recipe`` is a string, the preset of that
+    name: ``"speedrun"``). ``recipe`` (a dict of fields, or a whole Recipe)
     and then any :class:`~zoo.recipe.Recipe` field given by name (``epochs=5``, ``ema=0.999``;
     None keeps the recipe's) change it. ``download=True`` lets torchvision fetch Fashion-MNIST when
     no local copy exists. ``resume=True`` continues from the newest ``last.ckpt`` of the model's
@@ -269,7 +270,10 @@ def train(
         train_limit = meta.get("train_limit", train_limit)
     else:
         kwargs = dict(model_kwargs or {})
-        recipe = spec.recipe.layered(kwargs.pop("recipe", None)).layered(recipe).replace(**recipe_fields)
+        base = spec.recipe.layered(kwargs.pop("recipe", None))
+        if isinstance(recipe, str):  # a preset: "speedrun"
+            base, recipe = spec.get_recipe(recipe), None
+        recipe = base.layered(recipe).replace(**recipe_fields)
         run_dir = _new_run_dir(root)
 
     L.seed_everything(seed, workers=True, verbose=False)
@@ -282,6 +286,11 @@ def train(
     model = build_model(model_name, recipe=recipe, **kwargs)
     if recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if recipe.compile:
+        # The network's call only (nn.Module.compile: in place, state_dict keys unchanged). Handing
+        # Lightning a torch.compile'd module would compile the whole training/validation steps,
+        # self.log and the metrics included: graph breaks, and a recompile per logged name.
+        model.compile(mode=recipe.compile_mode)
     datamodule = model.datamodule(data_dir=data_dir, download=download, seed=seed, train_limit=train_limit,
                                   eval_limit=eval_limit, num_workers=num_workers)  # fmt: skip
 
@@ -317,11 +326,11 @@ def train(
     )
     previous_sigint = signal.getsignal(signal.SIGINT)
     os.environ[_RUN_DIR_ENV] = str(run_dir)  # DDP processes Lightning starts later inherit it
+    setup_seconds = _process_seconds()  # imports, data, model: everything before the first step
     start = time.perf_counter()
     try:
         with _quiet():
-            # Lightning unwraps a compiled module for checkpoints and keeps the compiled forward.
-            trainer.fit(torch.compile(model) if recipe.compile else model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+            trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
     finally:
         # Lightning ignores SIGINT while it shuts down after a Ctrl+C; give it back to the caller.
         signal.signal(signal.SIGINT, previous_sigint)
@@ -333,6 +342,7 @@ def train(
         "model": model_name,
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
+        "setup_seconds": setup_seconds,
         "fit_seconds": round(fit_seconds, 2),
         "params": sum(p.numel() for p in model.parameters()),
     }
@@ -344,10 +354,13 @@ def train(
     if test and not trainer.interrupted:
         # The final weights on the test split (never used to choose anything).
         with _quiet():
+            start = time.perf_counter()
             (results,) = trainer.test(model, datamodule=datamodule, verbose=False)
         metrics.update({k: round(float(v), 6) for k, v in results.items()})
+        metrics["test_seconds"] = round(time.perf_counter() - start, 2)
     metrics.update(
         {
+            "process_seconds": _process_seconds(),
             "recipe": recipe.to_dict(),
             "model_kwargs": kwargs,
             "seed": seed,
@@ -408,6 +421,17 @@ def evaluate(
     run = trainer.test if split == "test" else trainer.validate
     (results,) = run(model, datamodule=datamodule, verbose=False)
     return {k: float(v) for k, v in results.items()}
+
+
+def _process_seconds() -> float | None:
+    """Seconds since this process started (imports, data, compilation, training and test: what a
+    speedrun's wall time counts); None where /proc is missing."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 2)
 
 
 def _device_name(trainer: L.Trainer) -> str:

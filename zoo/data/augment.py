@@ -14,6 +14,8 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from timm.data.random_erasing import RandomErasing
 
+from ..runtime import to_device
+
 __all__ = ["AUGMENT_PRESETS", "random_crop", "random_hflip", "BatchTransform"]
 
 #: The augmentation presets a recipe can name (see :class:`BatchTransform`).
@@ -27,8 +29,8 @@ def random_crop(x: torch.Tensor, padding: int) -> torch.Tensor:
         return x
     n, _, h, w = x.shape
     padded = F.pad(x, [padding] * 4)
-    oy = torch.randint(0, 2 * padding + 1, (n, 1)).to(x.device)
-    ox = torch.randint(0, 2 * padding + 1, (n, 1)).to(x.device)
+    oy = to_device(torch.randint(0, 2 * padding + 1, (n, 1)), x.device)
+    ox = to_device(torch.randint(0, 2 * padding + 1, (n, 1)), x.device)
     rows = oy + torch.arange(h, device=x.device)  # (N, H)
     cols = ox + torch.arange(w, device=x.device)  # (N, W)
     batch = torch.arange(n, device=x.device)[:, None, None]
@@ -39,7 +41,7 @@ def random_crop(x: torch.Tensor, padding: int) -> torch.Tensor:
 
 def random_hflip(x: torch.Tensor, p: float = 0.5) -> torch.Tensor:
     """Flip each image left-right with probability ``p``."""
-    flip = (torch.rand(x.shape[0]) < p).to(x.device)
+    flip = to_device(torch.rand(x.shape[0]) < p, x.device)
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
@@ -78,6 +80,12 @@ class BatchTransform:
         # matches the normalised (zero-mean, unit-variance) images it is applied to.
         self.eraser = RandomErasing(probability=erase_prob, mode="pixel", device="cpu") if augment == "strong" else None
 
+    def _stats(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        # Copied to the device once, not every batch (each copy would stall a GPU's queue).
+        if self.mean.device != device:
+            self.mean, self.std = to_device(self.mean, device), to_device(self.std, device)
+        return self.mean, self.std
+
     def __call__(self, images: torch.Tensor, *, train: bool = False) -> torch.Tensor:
         if images.ndim != 4:
             raise ValueError(f"expected a batch of shape (N, C, H, W), got {tuple(images.shape)}")
@@ -90,7 +98,8 @@ class BatchTransform:
             x = x.expand(-1, 3, -1, -1)
         # Normalise before resizing: interpolation weights sum to one, so the result is the same,
         # and at 224x224 it touches 64x fewer pixels.
-        x = (x - self.mean.to(x.device)) / self.std.to(x.device)
+        mean, std = self._stats(x.device)
+        x = (x - mean) / std
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
             x = TF.resize(x, [self.input_size, self.input_size], antialias=x.shape[-1] > self.input_size)
         if augment and self.eraser is not None:

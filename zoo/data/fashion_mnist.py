@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
-from ..runtime import seeded_rng, zoo_home
+from ..runtime import seeded_rng, to_device, zoo_home
 from .augment import BatchTransform
 from .preprocess import per_channel
 
@@ -37,6 +37,8 @@ __all__ = [
     "find_data_dir",
     "load_fashion_mnist",
     "FashionMNISTDataModule",
+    "PAD_LABEL",
+    "pad_batch",
 ]
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -200,7 +202,7 @@ class TensorImages(Dataset):
         return images[0], labels[0]
 
     def __getitems__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        idx_t = torch.as_tensor(idx, dtype=torch.long, device=self.images.device)
+        idx_t = to_device(torch.as_tensor(idx, dtype=torch.long), self.images.device)
         if self.indices is not None:
             idx_t = self.indices[idx_t]
         return self.images[idx_t], self.labels[idx_t]
@@ -240,6 +242,18 @@ class EpochShuffleSampler(RandomSampler):
         return iter(torch.randperm(self.n, generator=gen).tolist())
 
 
+#: The label of the blank images that pad an evaluation batch to full size (static shapes); the
+#: value cross-entropy ignores by default, and the classifiers' metrics are told to ignore.
+PAD_LABEL = -100
+
+
+def pad_batch(images: torch.Tensor, labels: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad a batch to ``size`` with zero images labelled :data:`PAD_LABEL`."""
+    n = size - len(labels)
+    images = torch.cat([images, images.new_zeros((n, *images.shape[1:]))])
+    return images, torch.cat([labels, labels.new_full((n,), PAD_LABEL)])
+
+
 class FashionMNISTDataModule(L.LightningDataModule):
     """The shared Fashion-MNIST DataModule of every zoo classifier.
 
@@ -263,6 +277,9 @@ class FashionMNISTDataModule(L.LightningDataModule):
             converted and augmented there with no host-to-device copy (ignored with num_workers > 0:
             worker processes serve batches from host memory).
         channels_last: hand batches over in NHWC memory format (pair with a channels-last model).
+        static_shapes: every batch the same shape, so a compiled model never recompiles and CUDA
+            graphs can replay: the last partial training batch is dropped, the last evaluation batch
+            is padded with blank images labelled ``PAD_LABEL`` (which the metrics ignore).
         download: allow torchvision's download when no local copy is found.
     """
 
@@ -285,6 +302,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         num_workers: int = 0,
         device_resident: bool = True,
         channels_last: bool = False,
+        static_shapes: bool = False,
         download: bool = False,
     ) -> None:
         super().__init__()
@@ -307,6 +325,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.download = download
         self.device_resident = device_resident
         self.channels_last = channels_last
+        self.static_shapes = static_shapes
         self.transform = BatchTransform(input_size=input_size, mean=per_channel(mean, in_chans, "mean"),
                                         std=per_channel(std, in_chans, "std"), in_chans=in_chans, augment=augment)  # fmt: skip
         self.classes = list(CLASSES)
@@ -326,6 +345,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
             eval_batch_size=model.recipe.eval_batch_size,
             augment=model.recipe.augment,
             channels_last=model.recipe.channels_last,
+            static_shapes=model.recipe.static_shapes,
         )
         kwargs.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**kwargs)
@@ -359,6 +379,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
             dataset,
             batch_size=batch_size,
             sampler=sampler,
+            # Training only (a sampler is given); never down to no batch at all.
+            drop_last=self.static_shapes and sampler is not None and len(dataset) >= batch_size,
             collate_fn=_keep_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -381,7 +403,10 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, labels = batch
-        if self.trainer is None or not self.trainer.training or self.transform.augment == "none":
+        training = self.trainer is not None and self.trainer.training
+        if not training and self.static_shapes and len(labels) < self.eval_batch_size:
+            images, labels = pad_batch(images, labels, self.eval_batch_size)
+        if not training or self.transform.augment == "none":
             return self._format(self.transform(images, train=False)), labels
         # Each training batch's augmentation depends only on (seed, epoch, batch number, rank), so
         # a resumed run augments exactly as the uninterrupted one, and nothing else's randomness
