@@ -44,6 +44,6 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     """``t.to(device)`` for a small CPU tensor made during a step (indices, random draws) without
     stalling the host: a copy from pageable memory waits for the GPU's queue to drain, a copy
     from pinned memory (PyTorch caches the pinned buffers) is queued like a kernel."""
-    if device.type != "cuda" or t.device.type != "cpu":
+    if device.type != "cuda" or t.device.type != "cpu" or os.environ.get("ZOO_PIN") == "0":  # ZOO_PIN=0: A/B measurements
         return t.to(device)
     return t.pin_memory().to(device, non_blocking=True)
