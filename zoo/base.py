@@ -88,6 +88,8 @@ class ImageModel(L.LightningModule):
         for arg, value, low in (("num_classes", num_classes, 1), ("in_chans", in_chans, 1), ("input_size", input_size, 8)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{arg} must be an integer >= {low}, got {value!r}")
+        if in_chans not in (1, 3):
+            raise ValueError(f"in_chans must be 1 (gray) or 3 (RGB), got {in_chans}")
         if label_names is None and num_classes == len(CLASSES):
             label_names = CLASSES
         if label_names is not None and len(label_names) != num_classes:
@@ -110,8 +112,17 @@ class ImageModel(L.LightningModule):
         """The validation score that picks a run's best epoch (higher is better)."""
         return f"val/{self.score}"
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        # Catch the common mistakes here, with the numbers, rather than as a shape error deep in a conv.
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` checked (and float64 cast to the weights' dtype); the common mistakes get one
+        clear error with the numbers, not a shape or dtype error deep in a conv."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{type(self).__name__} expects a torch.Tensor batch, got {type(x).__name__}; "
+                            "for images use model.preprocess(image)")  # fmt: skip
+        if not x.is_floating_point():
+            raise ValueError(
+                f"{type(self).__name__} expects normalised float images, got a {x.dtype} tensor; convert raw pixels "
+                "with model.preprocess(image), or x.float().div(255) and then (x - model.mean) / model.std"
+            )
         if x.ndim != 4:
             raise ValueError(
                 f"{type(self).__name__} expects a batch of images (N, {self.in_chans}, H, W), "
@@ -127,6 +138,9 @@ class ImageModel(L.LightningModule):
                 f"{type(self).__name__} needs {self.input_size}x{self.input_size} inputs (its linear layers "
                 f"are sized for them), got {x.shape[-2]}x{x.shape[-1]}; resize the images first"
             )
+        if x.dtype == torch.float64:
+            x = x.to(next(self.parameters()).dtype)
+        return x
 
     def datamodule(self, **options: Any) -> L.LightningDataModule:
         """The data this model trains and is evaluated on, fitted to its input size, channels,

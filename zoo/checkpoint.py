@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -88,12 +89,42 @@ def save_checkpoint(model: Any, folder: str | os.PathLike, *, metrics: dict[str,
         }
         (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
         (tmp / CARD_NAME).write_text(model_card(config))
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
+        _share_like_umask(tmp)
+        _swap_in(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def _share_like_umask(tmp: Path) -> None:
+    # mkdtemp makes a private (0700) folder; a checkpoint gets the permissions any file the user
+    # creates gets (the umask decides: the usual 022 lets others on a shared ZOO_HOME read it).
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
+    for f in tmp.iterdir():
+        f.chmod(0o666 & ~umask)
+
+
+def _swap_in(tmp: Path, folder: Path, attempts: int = 20) -> None:
+    """Put the finished folder ``tmp`` at ``folder``, replacing what is there. Each step is a
+    rename: the old folder is moved aside (then deleted), never deleted in place, so two saves at
+    once both finish (the later one wins) instead of one failing half-way with ENOTEMPTY."""
+    for _ in range(attempts):
+        aside = folder.parent / f".{folder.name}-old-{os.getpid()}-{time.monotonic_ns()}"
+        try:
+            folder.rename(aside)
+        except FileNotFoundError:
+            aside = None
+        try:
+            tmp.rename(folder)
+            return
+        except OSError:  # another save put its folder there in between: move that aside too
+            continue
+        finally:
+            if aside is not None:
+                shutil.rmtree(aside, ignore_errors=True)
+    raise CheckpointError(f"could not replace {folder}: other saves kept writing it")
 
 
 _CARD = """
@@ -188,25 +219,57 @@ def _verify(weights: Path, expected: str | None, what: str) -> str:
     return actual
 
 
-def load_checkpoint(folder: str | os.PathLike, *, expected_sha256: str | None = None) -> Any:
-    """Rebuild the model a checkpoint folder describes and load its weights strictly."""
+#: Largest image side a checkpoint's config may ask for: a tampered "input_size" would otherwise
+#: size the model (and the forward pass that sizes its linear layers) before any weight is read.
+MAX_INPUT_SIZE = 1024
+
+
+def load_checkpoint(folder: str | os.PathLike, *, expected_sha256: str | None = None, trust_unverified: bool = False,
+                    _retry: bool = True) -> Any:  # fmt: skip
+    """Rebuild the model a checkpoint folder describes and load its weights strictly.
+
+    Nothing of the folder is used before it is checked: the weights must match a sha256 (the
+    manifest's ``expected_sha256``, and the one config.json records, which must be there unless
+    ``trust_unverified=True``), and config.json must be an object naming a registered model with
+    plain constructor arguments in range. Every failure is a :class:`CheckpointError` naming the file.
+    """
     folder = Path(folder)
     config_path, weights = folder / CONFIG_NAME, folder / WEIGHTS_NAME
     for f in (config_path, weights):
         if not f.is_file():
             raise CheckpointError(f"{folder} is not a zoo checkpoint folder: {f.name} is missing")
+    text = config_path.read_text(errors="replace")
     try:
-        config = json.loads(config_path.read_text())
-        name, kwargs = config["model"], config["kwargs"]
-    except (json.JSONDecodeError, KeyError) as err:
-        raise CheckpointError(f"{config_path} is not a zoo config ({err})") from err
+        config = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{config_path} is not a zoo config (not JSON: {err})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model"), str) or not isinstance(config.get("kwargs"), dict):
+        raise CheckpointError(f"{config_path} is not a zoo config: it must be an object with a \"model\" name and "
+                              "\"kwargs\" (an object of constructor arguments)")  # fmt: skip
+    name, kwargs = config["model"], config["kwargs"]
     _verify(weights, expected_sha256, "checkpoints.json")
-    _verify(weights, config.get("sha256"), f"{CONFIG_NAME}")
+    if config.get("sha256") is None and expected_sha256 is None and not trust_unverified:
+        raise CheckpointError(f"{config_path} records no sha256 of {WEIGHTS_NAME}, so the weights cannot be verified; "
+                              "load it with trust_unverified=True (zoo: --trust-unverified) only if you trust its source")  # fmt: skip
+    try:
+        _verify(weights, config.get("sha256"), f"{CONFIG_NAME}")
+    except CheckpointError:
+        # A save that replaced the folder between our reading config.json and hashing the weights
+        # is not tampering: read the new pair once more.
+        if _retry and config_path.is_file() and config_path.read_text(errors="replace") != text:
+            return load_checkpoint(folder, expected_sha256=expected_sha256, trust_unverified=trust_unverified, _retry=False)
+        raise
     try:
         get_spec(name)
     except KeyError as err:
         raise CheckpointError(f"{config_path} names the architecture {name!r}, which this zoo does not have: {err.args[0]}") from None
-    model = build_model(name, **kwargs)
+    size = kwargs.get("input_size")
+    if size is not None and not (isinstance(size, int) and 8 <= size <= MAX_INPUT_SIZE):
+        raise CheckpointError(f"{config_path}: input_size must be an integer from 8 to {MAX_INPUT_SIZE}, got {size!r}")
+    try:
+        model = build_model(name, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{config_path}: its kwargs do not build {name}: {err}") from None
     load_weights(model, weights)
     model.checkpoint = {"path": str(folder), "sha256": config.get("sha256"), "metrics": config.get("metrics", {})}
     return model
@@ -216,7 +279,11 @@ def load_weights(model: torch.nn.Module, weights: str | os.PathLike) -> None:
     """Load a safetensors file into ``model`` strictly; tensors stored as float16 (config "dtype")
     come back in the model's own float32."""
     own = model.state_dict()
-    state = {k: v.to(own[k].dtype) if k in own and v.is_floating_point() else v for k, v in load_file(str(weights)).items()}
+    try:
+        stored = load_file(str(weights))
+    except Exception as err:  # safetensors' SafetensorError (truncated, not safetensors), OSError
+        raise CheckpointError(f"{weights} is not a readable safetensors file ({type(err).__name__}: {err})") from None
+    state = {k: v.to(own[k].dtype) if k in own and v.is_floating_point() else v for k, v in stored.items()}
     load_strict(model, state, where=str(weights))
 
 

@@ -130,7 +130,7 @@ class ImageClassifier(ClassifierSteps, ImageModel):
         self.init_metrics(self.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input(x)
+        x = self._check_input(x)
         return self.head(self.backbone(x))
 
     def datamodule(self, *, data_dir: Any = None, download: bool = False, **options: Any) -> L.LightningDataModule:

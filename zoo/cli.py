@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--data-dir", help="folder with the four Fashion-MNIST .gz files")
     p_eval.add_argument("--eval-limit", type=_positive_int, help="the first N images only")
     p_eval.add_argument("--accelerator", default="auto")
+    p_eval.add_argument("--trust-unverified", action="store_true", help="load a folder whose config.json records no sha256")
 
     p_ft = sub.add_parser("finetune", help="fine-tune a pretrained network on your image folder (root/<class>/*)")
     p_ft.add_argument("--source", default="lenet", help="zoo model name, checkpoint folder, or timm:<name> (default lenet)")
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_pred.add_argument("--top-k", type=_positive_int, default=3)
     p_pred.add_argument("--min-score", type=float, default=0.5, help="detectors: draw detections scoring at least this")
     p_pred.add_argument("--out-dir", help="detectors: where to write <image>.pred.png (default: beside the image)")
+    p_pred.add_argument("--trust-unverified", action="store_true", help="load a folder whose config.json records no sha256")
     p_pred.add_argument("images", nargs="+")
 
     p_push = sub.add_parser("push", help="publish a checkpoint folder to the Hugging Face Hub")
@@ -133,7 +135,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .hub import load
     from .train import evaluate
 
-    model = load(args.model, source=args.source)
+    model = load(args.model, source=args.source, trust_unverified=args.trust_unverified)
     scores = evaluate(model, split=args.split, data_dir=args.data_dir, eval_limit=args.eval_limit, accelerator=args.accelerator)
     info = model.checkpoint
     print(f"{model.model_name} ({info['source']}: {info['path']})")
@@ -166,61 +168,77 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import torch
-    from PIL import Image, UnidentifiedImageError
 
     from .hub import load
 
     from .detection.detector import Detector
 
-    model = load(args.model)
+    model = load(args.model, trust_unverified=args.trust_unverified)
+    skipped: list[str] = []
     if isinstance(model, Detector):
-        return _predict_boxes(model, args)
-    k = min(args.top_k, model.num_classes)
-    for path in args.images:
-        try:
-            with Image.open(path) as img:
-                img.load()
-                x = model.preprocess(img)
-        except (FileNotFoundError, UnidentifiedImageError, OSError) as err:
-            print(f"zoo: error: cannot read image {path}: {err}", file=sys.stderr)
-            return 2
-        with torch.no_grad():
-            probs = model(x).softmax(-1)[0]
-        top = probs.topk(k)
-        labels = ", ".join(f"{model.label_names[i]} {p:.3f}" for p, i in zip(top.values.tolist(), top.indices.tolist()))
-        print(f"{path}: {labels}")
+        _predict_boxes(model, args, skipped)
+    else:
+        k = min(args.top_k, model.num_classes)
+        for path in args.images:
+            img = _read_image(path, skipped)
+            if img is None:
+                continue
+            with torch.no_grad():
+                probs = model(model.preprocess(img)).softmax(-1)[0]
+            top = probs.topk(k)
+            labels = ", ".join(f"{model.label_names[i]} {p:.3f}" for p, i in zip(top.values.tolist(), top.indices.tolist()))
+            print(f"{path}: {labels}")
+    if skipped:
+        print(f"zoo: skipped {len(skipped)} of {len(args.images)} image(s) that could not be read: {', '.join(skipped)}", file=sys.stderr)
+        return 1
     return 0
 
 
-def _predict_boxes(model, args: argparse.Namespace) -> int:
-    """Detections per image, printed and drawn onto a copy saved as <image>.pred.png."""
+def _read_image(path: str, skipped: list[str]):
+    """The image at ``path``, fully read; or None after one line on stderr (and ``path`` added to
+    ``skipped``) when it cannot be read: missing, not an image, truncated, or a decompression bomb."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy()
+    except (OSError, ValueError, Image.DecompressionBombError) as err:  # UnidentifiedImageError is an OSError
+        print(f"zoo: cannot read image {path}: {err}; skipped", file=sys.stderr)
+        skipped.append(path)
+        return None
+
+
+def _predict_boxes(model, args: argparse.Namespace, skipped: list[str]) -> None:
+    """Detections per image, printed and drawn onto a copy saved as <image>.pred.png (two
+    inputs with the same name in one call get <image>.pred.png and <image>-2.pred.png)."""
     from pathlib import Path
 
     import torch
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
     from torchvision.transforms.v2.functional import pil_to_tensor
     from torchvision.utils import draw_bounding_boxes
 
+    written: set[Path] = set()
     for path in args.images:
-        try:
-            with Image.open(path) as img:
-                img.load()
-                rgb = img.convert("RGB")
-                x = model.preprocess(img)
-        except (FileNotFoundError, UnidentifiedImageError, OSError) as err:
-            print(f"zoo: error: cannot read image {path}: {err}", file=sys.stderr)
-            return 2
+        img = _read_image(path, skipped)
+        if img is None:
+            continue
+        rgb, x = img.convert("RGB"), model.preprocess(img)
         (found,) = model.detect(x)
         keep = found["scores"] >= args.min_score
         boxes = found["boxes"][keep].clamp(0, 1) * torch.tensor([rgb.width, rgb.height, rgb.width, rgb.height])
         names = [f"{model.label_names[int(c)]} {float(p):.2f}" for c, p in zip(found["labels"][keep], found["scores"][keep])]
         drawn = draw_bounding_boxes(pil_to_tensor(rgb), boxes, labels=names, colors="red", width=max(1, rgb.width // 96))
-        out = Path(args.out_dir or Path(path).parent) / f"{Path(path).stem}.pred.png"
+        out, n = Path(args.out_dir or Path(path).parent) / f"{Path(path).stem}.pred.png", 1
+        while out.resolve() in written:
+            n += 1
+            out = out.with_name(f"{Path(path).stem}-{n}.pred.png")
+        written.add(out.resolve())
         out.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(out)
         listed = "; ".join(f"{n} at {[round(v) for v in b.tolist()]}" for n, b in zip(names, boxes)) or "nothing found"
         print(f"{path}: {listed}  -> {out}")
-    return 0
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -313,11 +331,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     from .data import CorruptDataError, DataNotFoundError
+    from .train import TrainingDiverged
 
     try:
         commands = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "finetune": cmd_finetune, "predict": cmd_predict, "push": cmd_push}
         return commands[args.command](args)
-    except (KeyError, DataNotFoundError, CorruptDataError, FileNotFoundError, ValueError) as err:  # FolderError is a ValueError
+    except (KeyError, DataNotFoundError, CorruptDataError, FileNotFoundError, ValueError, TrainingDiverged) as err:  # FolderError is a ValueError
         # Bad input: one clear line, not a traceback (ZOO_DEBUG=1 shows the traceback).
         if os.environ.get("ZOO_DEBUG"):
             raise

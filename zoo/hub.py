@@ -62,7 +62,10 @@ def _manifest_paths() -> list[Path]:
     # (source checkouts) and the package's own (installed wheels).
     if os.environ.get("ZOO_MANIFEST"):
         return [Path(os.environ["ZOO_MANIFEST"])]
-    return [PACKAGE_DIR.parent / MANIFEST_NAME, PACKAGE_DIR / MANIFEST_NAME]
+    # The top-level copy only in a source checkout (beside pyproject.toml): for an installed wheel
+    # that folder is site-packages, where a stray checkpoints.json must not shadow the package's.
+    checkout = (PACKAGE_DIR.parent / "pyproject.toml").is_file()
+    return [PACKAGE_DIR.parent / MANIFEST_NAME, PACKAGE_DIR / MANIFEST_NAME] if checkout else [PACKAGE_DIR / MANIFEST_NAME]
 
 
 def read_manifest(path: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
@@ -170,6 +173,21 @@ def train_command(name: str) -> str:
     return f"zoo train {name}"
 
 
+def _hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether a TCP connection to the Hub's endpoint opens within ``timeout`` seconds."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _from_hub(entry: dict[str, Any], revision: str, *, local_only: bool, tried: list[str]) -> Path | None:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
@@ -177,6 +195,10 @@ def _from_hub(entry: dict[str, Any], revision: str, *, local_only: bool, tried: 
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     if not local_only and offline:
         tried.append("the Hub was not asked (HF_HUB_OFFLINE=1)")
+        return None
+    if not local_only and not _hub_reachable():
+        # huggingface_hub would retry for ~25 s before giving up; one short connect says the same.
+        tried.append("the Hub was not reachable (no network connection; set HF_HUB_OFFLINE=1 to skip this check)")
         return None
     try:
         paths = [hf_hub_download(entry["repo_id"], f, revision=revision, local_files_only=local_only) for f in (CONFIG_NAME, WEIGHTS_NAME)]
@@ -198,6 +220,7 @@ def load(
     device: str | torch.device | None = None,
     source: str | None = None,
     revision: str | None = None,
+    trust_unverified: bool = False,
 ) -> Any:
     """A trained zoo model in eval mode, with ``label_names`` and ``preprocess`` attached.
 
@@ -211,16 +234,24 @@ def load(
         source: restrict a name's lookup to one of "bundled", "store", "cache", "hub".
         revision: a Hub revision other than the one pinned in checkpoints.json (not verified
             against the manifest, only against its own config.json).
+        trust_unverified: load a folder whose config.json records no sha256 of its weights
+            (refused by default: nothing would then check them).
     """
+    text = str(name_or_path)
     path = Path(name_or_path)
-    if path.exists():
+    looks_like_path = isinstance(name_or_path, os.PathLike) or any(sep in text for sep in ("/", os.sep)) or text.endswith(".safetensors")
+    if text in list_models(external=True) and not looks_like_path:
+        # A registered name always means the registered weights, even when a folder of that name
+        # happens to be in the working directory (write "./mlp" for the folder).
+        folder, where, expected = _resolve(text, source, revision)
+    elif path.exists():
         folder = path.parent if path.is_file() else path
         where, expected = "path", None
-    elif any(sep in str(name_or_path) for sep in ("/", os.sep)) or str(name_or_path).endswith(".safetensors"):
-        raise FileNotFoundError(f"checkpoint path {str(name_or_path)!r} does not exist")
+    elif looks_like_path:
+        raise FileNotFoundError(f"checkpoint path {text!r} does not exist")
     else:
-        folder, where, expected = _resolve(str(name_or_path), source, revision)
-    model = load_checkpoint(folder, expected_sha256=expected)
+        folder, where, expected = _resolve(text, source, revision)
+    model = load_checkpoint(folder, expected_sha256=expected, trust_unverified=trust_unverified)
     log.info("loaded %s from %s (%s)", model.model_name, folder, where)
     model.checkpoint["source"] = where
 

@@ -8,6 +8,7 @@ generated from the fields below) changes only the fields it names.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,11 @@ class Recipe:
     cutmix: float = _field(0.0, "timm CutMix alpha; 0: off")
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            # inf or nan in a hyperparameter trains a NaN model; stop it here, with the field's name.
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"recipe.{f.name} must be a finite number, got {value}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"recipe.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
@@ -73,6 +79,9 @@ class Recipe:
             raise ValueError(f"recipe.ema is a decay in [0, 1), got {self.ema}")
         if self.mixup < 0 or self.cutmix < 0:
             raise ValueError(f"recipe.mixup and recipe.cutmix are alphas >= 0, got {self.mixup} and {self.cutmix}")
+        if self.weight_decay < 0 or self.momentum < 0 or self.warmup_epochs < 0:
+            raise ValueError(f"recipe.weight_decay, momentum and warmup_epochs must be >= 0, got "
+                             f"{self.weight_decay}, {self.momentum} and {self.warmup_epochs}")  # fmt: skip
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"recipe.label_smoothing must be in [0, 1), got {self.label_smoothing}")
 

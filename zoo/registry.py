@@ -126,10 +126,33 @@ def build_model(name: str, **kwargs: Any) -> Any:
     kwargs["recipe"] = spec.get_recipe(recipe) if isinstance(recipe, str) else spec.recipe.layered(recipe)
     if spec.input_size is not None:
         kwargs.setdefault("input_size", spec.input_size)
-    model = spec.builder(**kwargs)
+    size = kwargs.get("input_size")
+    if spec.input_size is None or size == spec.input_size:
+        model = spec.builder(**kwargs)
+    else:
+        # A size the network cannot take fails here, with its name, rather than deep in a conv (in
+        # the builder, which sizes a linear layer by a forward pass, or on the first real batch).
+        try:
+            model = spec.builder(**kwargs)
+            _probe_input_size(model, size)
+        except RuntimeError as err:
+            raise ValueError(f"{name} cannot take {size}x{size} inputs (its downsampling needs larger images; "
+                             f"the book uses {spec.input_size}): {str(err).splitlines()[0]}") from None  # fmt: skip
     model.model_name = name
     model.zoo_kwargs = _jsonable(kwargs, f"create_model({name!r}, ...)")
     return model
+
+
+def _probe_input_size(model: Any, size: int) -> None:
+    """One forward pass of a blank image at ``size`` (in eval mode, so no statistics change)."""
+    import torch
+
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, model.in_chans, size, size))
+    finally:
+        model.train(was_training)
 
 
 def _jsonable(value: Any, where: str) -> Any:

@@ -60,7 +60,7 @@ def _quiet() -> Iterator[None]:
             warnings.filterwarnings("ignore", message=pattern)
         yield
 
-__all__ = ["train", "evaluate", "TrainResult", "BatchSeed", "EMA", "find_resume_checkpoint", "keep_freed_memory_in_heap"]
+__all__ = ["train", "evaluate", "TrainResult", "TrainingDiverged", "StopOnNonFinite", "check_finite_weights", "BatchSeed", "EMA", "find_resume_checkpoint", "keep_freed_memory_in_heap"]
 
 
 def keep_freed_memory_in_heap() -> bool:
@@ -149,12 +149,51 @@ class EMA(Callback):
         self._restored = state_dict.get("ema")
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights became inf/NaN: the run stopped and exported nothing."""
+
+
+class StopOnNonFinite(Callback):
+    """Stop a run whose loss or weights are no longer finite, before anything is exported.
+
+    The training loss is read back only on the steps the logger writes it anyway (every
+    ``log_every_n_steps``; reading it every step would stall a GPU), the validation loss at each
+    validation, and the weights once more before export (:func:`check_finite_weights`)."""
+
+    @staticmethod
+    def _check(value: Any, what: str, trainer: L.Trainer) -> None:
+        if isinstance(value, torch.Tensor) and not bool(torch.isfinite(value).all()):
+            raise TrainingDiverged(
+                f"training diverged: {what} became {float(value)} at step {trainer.global_step} (epoch {trainer.current_epoch}); "
+                "nothing was exported. Lower the learning rate (--lr) or check the data"
+            )
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if (trainer.global_step % trainer.log_every_n_steps) == 0:
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            self._check(loss, "the training loss", trainer)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._check(trainer.callback_metrics.get("val/loss"), "the validation loss", trainer)
+
+
+def check_finite_weights(model: torch.nn.Module) -> None:
+    """Raise :class:`TrainingDiverged` when any parameter or buffer holds inf or NaN."""
+    bad = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise TrainingDiverged(f"training diverged: {len(bad)} weight tensor(s) hold inf/NaN (first: {bad[0]}); nothing was exported. "
+                               "Lower the learning rate (--lr) or check the data")  # fmt: skip
+
+
 class _ZooMeta(Callback):
     """Writes what rebuilds the run into every checkpoint: registry name, constructor arguments,
     recipe, seed and data subset (plain JSON-able values, readable with weights_only=True)."""
 
-    def __init__(self, model_name: str, kwargs: dict[str, Any], recipe: Recipe, seed: int, train_limit: int | None) -> None:
-        self.meta = {"model": model_name, "kwargs": {**kwargs, "recipe": recipe.to_dict()}, "seed": seed, "train_limit": train_limit}
+    def __init__(self, model_name: str, kwargs: dict[str, Any], recipe: Recipe, seed: int, train_limit: int | None,
+                 command: str | None = None, resumed_by: Sequence[str] = ()) -> None:  # fmt: skip
+        self.meta = {"model": model_name, "kwargs": {**kwargs, "recipe": recipe.to_dict()}, "seed": seed, "train_limit": train_limit,
+                     "command": command, "resumed_by": list(resumed_by)}  # fmt: skip
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint["zoo"] = self.meta
@@ -187,23 +226,48 @@ def _new_run_dir(root: Path) -> Path:
         inherited = os.environ.get(_RUN_DIR_ENV)
         if inherited:
             return Path(inherited)
+    root.mkdir(parents=True, exist_ok=True)
     versions = _version_dirs(root)
-    return root / f"version_{int(versions[-1].name.split('_')[1]) + 1 if versions else 0}"
+    n = int(versions[-1].name.split("_")[1]) + 1 if versions else 0
+    while True:
+        # mkdir is atomic: of two runs started together in one folder, each claims its own version.
+        try:
+            (root / f"version_{n}").mkdir()
+            return root / f"version_{n}"
+        except FileExistsError:
+            n += 1
 
 
 def find_resume_checkpoint(root: Path) -> Path:
-    """The newest ``last.ckpt`` under ``root`` (a run folder or a model's folder of versions)."""
-    candidates = [root / "checkpoints" / "last.ckpt"] + [v / "checkpoints" / "last.ckpt" for v in reversed(_version_dirs(root))]
-    for c in candidates:
+    """The checkpoint that continues the newest run under ``root`` (a run folder, or a model's
+    folder of ``version_<n>`` runs): its ``last.ckpt`` (written at each epoch's end: the resumed
+    run then ends exactly as an uninterrupted one), else its ``on_exception.ckpt`` (written on
+    Ctrl+C or a crash in the first epoch; Lightning continues that epoch where it stopped).
+
+    Only the newest run is ever continued: when it has no checkpoint yet (stopped in its first
+    epoch before either was written), continuing an older run instead would silently train and
+    rewrite that one, so this raises and says how to choose."""
+    versions = _version_dirs(root)
+    run = root if (root / "checkpoints").is_dir() or not versions else versions[-1]
+    for c in (run / "checkpoints" / "last.ckpt", run / "checkpoints" / "on_exception.ckpt"):
         if c.is_file():
             return c
-    raise FileNotFoundError(f"nothing to resume: no checkpoints/last.ckpt under {root}; train once without --resume first")
+    if not versions and not (root / "checkpoints").is_dir():
+        raise FileNotFoundError(f"nothing to resume: no run under {root}; train once without --resume first")
+    older = [v for v in versions[:-1] if (v / "checkpoints" / "last.ckpt").is_file()]
+    hint = f", or --resume {older[-1] / 'checkpoints' / 'last.ckpt'} to continue an older run" if older else ""
+    raise FileNotFoundError(f"nothing to resume: the newest run {run} stopped before writing a checkpoint; "
+                            f"train again without --resume{hint}")  # fmt: skip
 
 
 def _read_checkpoint_meta(path: Path) -> dict[str, Any]:
     # weights_only=True: a checkpoint is data; never let it run code.
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    meta = ckpt.get("zoo")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError, a truncated zip, not a torch file at all...
+        raise ValueError(f"{path} is not a readable training checkpoint ({type(err).__name__}); "
+                         "pass the last.ckpt or on_exception.ckpt of a `zoo train` run") from None  # fmt: skip
+    meta = ckpt.get("zoo") if isinstance(ckpt, dict) else None
     if not meta:
         raise ValueError(f"{path} was not written by `zoo train` (it has no 'zoo' entry), so it cannot be resumed here")
     return meta
@@ -268,13 +332,16 @@ def train(
         run_dir = ckpt_path.parent.parent
         seed = meta.get("seed", seed)
         train_limit = meta.get("train_limit", train_limit)
+        # The command that started the run stays its command; this one is recorded as resuming it.
+        started_by, resumed_by = meta.get("command"), [*meta.get("resumed_by", []), *([command] if command else [])]
     else:
         kwargs = dict(model_kwargs or {})
         base = spec.recipe.layered(kwargs.pop("recipe", None))
         if isinstance(recipe, str):  # a preset: "speedrun"
             base, recipe = spec.get_recipe(recipe), None
         recipe = base.layered(recipe).replace(**recipe_fields)
-        run_dir = _new_run_dir(root)
+        run_dir = None  # claimed once the data has been read (a failed start leaves no folder)
+        started_by, resumed_by = command, []
 
     L.seed_everything(seed, workers=True, verbose=False)
     if torch.cuda.is_available():
@@ -293,6 +360,13 @@ def train(
         model.compile(mode=recipe.compile_mode)
     datamodule = model.datamodule(data_dir=data_dir, download=download, seed=seed, train_limit=train_limit,
                                   eval_limit=eval_limit, num_workers=num_workers)  # fmt: skip
+
+    # Read (and check) the data now: a missing or corrupt file then fails before the run folder,
+    # its logs or an on_exception.ckpt of an untrained model exist.
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    if run_dir is None:
+        run_dir = _new_run_dir(root)
 
     ckpt_dir = run_dir / "checkpoints"
     monitor = model.monitor
@@ -317,7 +391,7 @@ def train(
         # A fresh log version per (re)start: Lightning would otherwise overwrite the earlier metrics.csv.
         logger=CSVLogger(save_dir=str(run_dir), name="logs"),
         # OnExceptionCheckpoint: Ctrl+C or a crash still leaves a checkpoint of where training was.
-        callbacks=[BatchSeed(seed), _ZooMeta(model_name, kwargs, recipe, seed, train_limit), checkpoint, OnExceptionCheckpoint(ckpt_dir),
+        callbacks=[BatchSeed(seed), _ZooMeta(model_name, kwargs, recipe, seed, train_limit, started_by, resumed_by), checkpoint, OnExceptionCheckpoint(ckpt_dir), StopOnNonFinite(),
                    *([EMA(recipe.ema)] if recipe.ema else []), *callbacks],  # fmt: skip
         enable_progress_bar=progress_bar,
         enable_model_summary=progress_bar,
@@ -337,6 +411,8 @@ def train(
         if "LOCAL_RANK" not in os.environ or os.environ.get("LOCAL_RANK") == "0":
             os.environ.pop(_RUN_DIR_ENV, None)
     fit_seconds = time.perf_counter() - start
+    if not trainer.interrupted:
+        check_finite_weights(model)  # a NaN model is never scored, exported or stored
 
     metrics: dict[str, Any] = {
         "model": model_name,
@@ -375,8 +451,10 @@ def train(
             "interrupted": trainer.interrupted,
         }
     )
-    if command:
-        metrics["command"] = command
+    if started_by:
+        metrics["command"] = started_by
+    if resumed_by:
+        metrics["resumed_by"] = resumed_by
     if trainer.is_global_zero and model.exportable and not trainer.interrupted:
         # The final weights as a Hub-style checkpoint folder, in the run and in the local store,
         # so that zoo.load(name) finds them (after the bundled weights; see zoo.hub).

@@ -147,7 +147,15 @@ class ImageFolderDataModule(L.LightningDataModule):
             return
         if not self.root.is_dir():
             raise FolderError(f"image folder {str(self.root)!r} does not exist")
-        split = (self.root / "train").is_dir() and (self.root / "val").is_dir()
+        has_train, has_val = (self.root / "train").is_dir(), (self.root / "val").is_dir()
+        if has_train != has_val:
+            # Read as root/<class>/, this would be a 1-class (or train-vs-val) problem: never what was meant.
+            present, missing = ("train", "val") if has_train else ("val", "train")
+            raise FolderError(
+                f"{self.root} has {present}/ but no {missing}/: add {self.root}/{missing}/<class>/<images>, or point "
+                f"at {self.root}/train to hold out a share of it for validation (--val-fraction)"
+            )
+        split = has_train and has_val
         if split:
             train_files, val_files = scan_image_folder(self.root / "train"), scan_image_folder(self.root / "val")
             if set(train_files) != set(val_files):
@@ -158,6 +166,12 @@ class ImageFolderDataModule(L.LightningDataModule):
         else:
             train_files, val_files = scan_image_folder(self.root), None
         self.classes = sorted(train_files)
+        if len(self.classes) < 2:
+            where = f"{self.root}/train" if split else str(self.root)
+            raise FolderError(
+                f"{where} has {len(self.classes)} class folder ({', '.join(self.classes)}): a classifier needs at least 2; "
+                f"put each class's images in its own folder, {where}/<class name>/<images>"
+            )
         index = {c: i for i, c in enumerate(self.classes)}
         images, labels, counts = self._load(train_files, index)
         val_counts = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+from PIL import Image
 import torch
 import torchvision.transforms.v2.functional as TF
 
@@ -30,7 +31,7 @@ class Preprocess:
 
     Accepts a PIL image (modes L, RGB, RGBA, P, I;16, ...), a numpy array or tensor of shape (H, W),
     (C, H, W) or (N, C, H, W) with C in 1, 3 or 4, uint8 (0-255) or float (0-1), or a list of any of
-    these. Alpha is dropped; colour becomes gray for 1-channel models and gray is repeated for
+    these. Transparent images are composited over black (the Fashion-MNIST background); colour becomes gray for 1-channel models and gray is repeated for
     3-channel models; images are resized (bilinear, antialiased when shrinking) and normalised with
     the model's mean and std.
     """
@@ -86,16 +87,22 @@ class Preprocess:
             scale = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
             return torch.from_numpy(arr / scale)[None, None]
         if mode == "F":
-            return torch.from_numpy(np.asarray(image, dtype=np.float32))[None, None]
-        if mode not in ("L", "RGB"):
-            # Palette, alpha, CMYK, 1-bit...: composite alpha over black like PIL, keep colour.
-            image = image.convert("RGBA").convert("RGB") if "A" in mode or mode == "P" else image.convert("RGB")
+            arr = np.asarray(image, dtype=np.float32)
+            # Float images come as 0-1 or as 0-255 (e.g. from numpy): rescale the latter.
+            return torch.from_numpy(arr / 255.0 if arr.max(initial=0.0) > 1.0 else arr)[None, None]
+        if "A" in mode or (mode == "P" and "transparency" in image.info):
+            # Composite over black, the Fashion-MNIST background: what is transparent is not seen
+            # (converting to RGB would keep the hidden colour of fully transparent pixels).
+            rgba = image.convert("RGBA")
+            image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba).convert("RGB")
+        elif mode not in ("L", "RGB"):
+            image = image.convert("RGB")  # palette, CMYK, 1-bit...
         return TF.pil_to_tensor(image)[None].float() / 255.0
 
     def _fit_channels(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
-        if c == 4:  # RGBA tensor: drop alpha
-            x, c = x[:, :3], 3
+        if c == 4:  # RGBA tensor: composite over black, as for PIL images
+            x, c = x[:, :3] * x[:, 3:4], 3
         if c not in (1, 3):
             raise ValueError(f"expected a 1-, 3- or 4-channel image, got {c} channels (shape {tuple(x.shape)})")
         if c == self.in_chans:

@@ -89,7 +89,7 @@ class TinySSD(Detector):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(anchors (1, A, 4), class scores (N, A, num_classes + 1), offsets (N, 4A))."""
-        self._check_input(x)
+        x = self._check_input(x)
         cls_preds, bbox_preds, shapes = [], [], []
         for blk, cls, bbox in zip(self.backbone, self.head["cls"], self.head["bbox"]):
             x = blk(x)
