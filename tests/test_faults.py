@@ -207,6 +207,10 @@ def test_an_installed_wheel_reads_only_its_own_manifest(tmp_path):
 
 # ------------------------------------------------------------------------------------------ 6. concurrency
 def test_two_runs_started_together_in_one_folder_keep_their_own_versions(tmp_path):
+    from zoo.train import _new_run_dir
+
+    # Claiming a version is one atomic step: two claims in a row never get the same folder.
+    assert _new_run_dir(tmp_path / "claims") != _new_run_dir(tmp_path / "claims")
     args = ("train", "softmax", "--epochs", "1", "--train-limit", "2048", "--eval-limit", "256", "--out", str(tmp_path / "runs"), "--no-progress")
     procs = [zoo_cli(*args, "--seed", str(seed), cwd=tmp_path) for seed in (1, 2)]
     for p in procs:

@@ -181,3 +181,21 @@ def test_mixup_and_cutmix_train_on_soft_targets(tmp_path):
     assert result.metrics["test/acc"] > 0.6, result.metrics
     with pytest.raises(ValueError, match="recipe.mixup and recipe.cutmix are alphas"):
         zoo.Recipe(mixup=-1)
+
+
+def test_commands_are_quiet_unless_verbose(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "ZOO_HOME": str(tmp_path / "home")}
+    args = [sys.executable, "-m", "zoo", "train", "softmax", "--epochs", "1", "--train-limit", "512", "--eval-limit", "128", "--no-progress"]
+    quiet = subprocess.run([*args, "--out", str(tmp_path / "q")], capture_output=True, text=True, env=env, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    noise = ("GPU available", "TPU available", "💡", "LeafSpec", "does not have many workers", "Trainer.fit` stopped")
+    assert not [n for n in noise if n in quiet.stdout + quiet.stderr], quiet.stdout + quiet.stderr
+    assert "softmax: 1 epochs" in quiet.stdout
+    verbose = subprocess.run([*args, "--out", str(tmp_path / "v"), "--verbose"], capture_output=True, text=True, env=env, timeout=300)
+    assert verbose.returncode == 0 and "GPU available" in verbose.stdout + verbose.stderr

@@ -1,4 +1,4 @@
-"""The ``zoo`` command: ``zoo list | train | eval | finetune | predict | push``."""
+"""The ``zoo`` command: ``zoo list | train | eval | finetune | predict | export | push``."""
 
 from __future__ import annotations
 
@@ -53,11 +53,13 @@ def _recipe_overrides(args: argparse.Namespace) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zoo", description="The networks of Dive into Deep Learning, trained on Fashion-MNIST.")
     sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", help="show Lightning's banners and library warnings")
 
-    p_list = sub.add_parser("list", help="list the registered models")
+    p_list = sub.add_parser("list", parents=[common], help="list the registered models")
     p_list.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'res*'")
 
-    p = sub.add_parser("train", help="train a model on Fashion-MNIST with its recipe, then test it")
+    p = sub.add_parser("train", parents=[common], help="train a model on Fashion-MNIST with its recipe, then test it")
     p.add_argument("model", help="registered model name (see `zoo list`)")
     p.add_argument("--recipe", metavar="PRESET", help="start from a named recipe of the model instead of its default "
                    "(resnet18: speedrun); the flags below still change it")  # fmt: skip
@@ -81,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-test", action="store_true", help="skip the final test-set evaluation")
     r.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
 
-    p_eval = sub.add_parser("eval", help="evaluate trained weights on Fashion-MNIST's test (or validation) set")
+    p_eval = sub.add_parser("eval", parents=[common], help="evaluate trained weights on Fashion-MNIST's test (or validation) set")
     p_eval.add_argument("model", help="a model name (see `zoo.load`) or a checkpoint folder")
     p_eval.add_argument("--split", choices=("test", "val"), default="test")
     p_eval.add_argument("--source", choices=("bundled", "store", "cache", "hub"), help="where to take a named model's weights from")
@@ -90,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--accelerator", default="auto")
     p_eval.add_argument("--trust-unverified", action="store_true", help="load a folder whose config.json records no sha256")
 
-    p_ft = sub.add_parser("finetune", help="fine-tune a pretrained network on your image folder (root/<class>/*)")
+    p_ft = sub.add_parser("finetune", parents=[common], help="fine-tune a pretrained network on your image folder (root/<class>/*)")
     p_ft.add_argument("--source", default="lenet", help="zoo model name, checkpoint folder, or timm:<name> (default lenet)")
     p_ft.add_argument("--data", required=True, help="image folder: root/<class>/* or root/train|val/<class>/*")
     p_ft.add_argument("--epochs", type=_positive_int, default=5)
@@ -113,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_ft.add_argument("--accelerator", default="auto")
     p_ft.add_argument("--no-progress", action="store_true")
 
-    p_pred = sub.add_parser("predict", help="classify image files, or draw a detector's boxes on them")
+    p_pred = sub.add_parser("predict", parents=[common], help="classify image files, or draw a detector's boxes on them")
     p_pred.add_argument("--model", required=True, help="zoo model name or checkpoint folder")
     p_pred.add_argument("--top-k", type=_positive_int, default=3)
     p_pred.add_argument("--min-score", type=float, default=0.5, help="detectors: draw detections scoring at least this")
@@ -121,7 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_pred.add_argument("--trust-unverified", action="store_true", help="load a folder whose config.json records no sha256")
     p_pred.add_argument("images", nargs="+")
 
-    p_push = sub.add_parser("push", help="publish a checkpoint folder to the Hugging Face Hub")
+    p_exp = sub.add_parser("export", parents=[common], help="export a trained classifier to ONNX, TorchScript or torch.export (.pt2)")
+    p_exp.add_argument("model", help="a model name (see `zoo.load`) or a checkpoint folder")
+    p_exp.add_argument("--format", choices=("onnx", "torchscript", "pt2"), default="onnx")
+    p_exp.add_argument("--out", help="output file (default: <model><suffix> in the working directory)")
+    p_exp.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p_exp.add_argument("--trust-unverified", action="store_true", help="load a folder whose config.json records no sha256")
+
+    p_push = sub.add_parser("push", parents=[common], help="publish a checkpoint folder to the Hugging Face Hub")
     p_push.add_argument("target", help="a model name (its bundled or locally trained folder) or a checkpoint folder")
     p_push.add_argument("--repo-id", help="Hub repo (default: d2l-zoo/<model>)")
     p_push.add_argument("--dry-run", action="store_true", help="print what would be uploaded, upload nothing")
@@ -241,6 +250,16 @@ def _predict_boxes(model, args: argparse.Namespace, skipped: list[str]) -> None:
         print(f"{path}: {listed}  -> {out}")
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import SUFFIXES, export_model
+    from .hub import load
+
+    model = load(args.model, trust_unverified=args.trust_unverified)
+    out = export_model(model, args.out or f"{model.model_name}{SUFFIXES[args.format]}", format=args.format, overwrite=args.force)
+    print(f"{model.model_name} -> {out} ({out.stat().st_size:,} bytes), preprocessing in {out}.json")
+    return 0
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
@@ -326,15 +345,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_libraries() -> None:
+    """The console is for the zoo's own output: Lightning's device banners and progress notes,
+    and warnings that are about the libraries rather than the user's run, only with --verbose."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (r".*isinstance\(treespec, LeafSpec\)", r".*does not have many workers", r".*smaller than the logging interval",
+                    r".*TF32 behavior", r".*Checkpoint directory .* exists and is not empty"):  # fmt: skip
+        warnings.filterwarnings("ignore", message=pattern)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
+    if not args.verbose:
+        _quiet_libraries()
     from .data import CorruptDataError, DataNotFoundError
     from .train import TrainingDiverged
 
     try:
-        commands = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "finetune": cmd_finetune, "predict": cmd_predict, "push": cmd_push}
+        commands = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "finetune": cmd_finetune, "predict": cmd_predict, "export": cmd_export, "push": cmd_push}
         return commands[args.command](args)
     except (KeyError, DataNotFoundError, CorruptDataError, FileNotFoundError, ValueError, TrainingDiverged) as err:  # FolderError is a ValueError
         # Bad input: one clear line, not a traceback (ZOO_DEBUG=1 shows the traceback).

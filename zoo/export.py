@@ -1,0 +1,77 @@
+"""Export a trained network for use without the zoo: ONNX, TorchScript or a torch.export program.
+
+Only the network is exported (``head(backbone(x))``: normalised images in, logits out), with a
+dynamic batch size; the preprocessing travels beside it as JSON (``<file>.json``: input size,
+channels, mean, std, label names), since the formats carry tensors, not PIL steps.
+
+    zoo export lenet --format onnx                       # lenet.onnx + lenet.onnx.json
+    zoo export runs/lenet/version_0/export --format pt2 --out lenet.pt2
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["FORMATS", "SUFFIXES", "export_model", "ExportError"]
+
+FORMATS = ("onnx", "torchscript", "pt2")
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "pt2": ".pt2"}
+
+
+class ExportError(ValueError):
+    """The model cannot be exported in the format asked for, or the file would overwrite one."""
+
+
+class _Network(nn.Module):
+    """The classifier's computation alone: no Lightning state, no Python input checks."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.backbone, self.head = model.backbone, model.head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+def export_model(model: Any, path: str | os.PathLike, *, format: str = "onnx", overwrite: bool = False) -> Path:
+    """Write ``model`` (a zoo classifier) to ``path`` in ``format`` and its preprocessing to
+    ``path + ".json"``; returns the path. Refuses to overwrite an existing file unless asked."""
+    if format not in FORMATS:
+        raise ExportError(f"format must be one of {FORMATS}, got {format!r}")
+    if getattr(model, "task", None) != "classification":
+        raise ExportError(f"{type(model).__name__} is a {getattr(model, 'task', 'non-image')} model; export supports the classifiers "
+                          "(a detector's box decoding and NMS are Python; use zoo.load for it)")  # fmt: skip
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ExportError(f"{path} exists; pass overwrite=True (zoo export --force) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net = _Network(model).eval().float()
+    x = torch.zeros(2, model.in_chans, model.input_size, model.input_size)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with torch.no_grad():
+        if format == "onnx":
+            # One self-contained file (external data only matters past ONNX's 2 GB limit).
+            torch.onnx.export(net, (x,), str(path), dynamo=True, input_names=["images"], output_names=["logits"],
+                              dynamic_shapes={"x": {0: batch}}, external_data=False, verbose=False)  # fmt: skip
+        elif format == "torchscript":
+            torch.jit.save(torch.jit.trace(net, x), str(path))
+        else:
+            torch.export.save(torch.export.export(net, (x,), dynamic_shapes={"x": {0: batch}}), str(path))
+    meta = {
+        "model": getattr(model, "model_name", type(model).__name__),
+        "format": format,
+        "input": {"name": "images", "shape": ["batch", model.in_chans, model.input_size, model.input_size], "dtype": "float32"},
+        "output": {"name": "logits", "shape": ["batch", model.num_classes]},
+        "mean": list(model.mean),
+        "std": list(model.std),
+        "label_names": list(model.label_names),
+        "weights_sha256": (getattr(model, "checkpoint", None) or {}).get("sha256"),
+    }
+    Path(str(path) + ".json").write_text(json.dumps(meta, indent=2) + "\n")
+    return path
