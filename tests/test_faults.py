@@ -47,8 +47,8 @@ def _slow_run(out: Path, tmp_path: Path, seed: int) -> subprocess.Popen:
 
 
 def _interrupt_in_epoch_0(proc: subprocess.Popen, run: Path, sig: int) -> None:
-    wait_for(run, proc)  # claimed once the data is read, just before the Trainer starts
-    time.sleep(5)  # inside the first epoch, before its last.ckpt
+    wait_for(run / "logs" / "version_0" / "hparams.yaml", proc)  # written as fit starts
+    time.sleep(3)  # inside the first epoch (about 20 s long), before its last.ckpt
     assert not (run / "checkpoints" / "last.ckpt").exists()
     proc.send_signal(sig)
     proc.communicate(timeout=120)
