@@ -14,7 +14,7 @@ from .classifier import ImageClassifier
 from .data import FashionMNISTDataModule, SyntheticRegressionDataModule
 from .data.preprocess import Preprocess
 from .checkpoint import CheckpointError, save_checkpoint
-from .hub import WeightsNotFoundError, load
+from .hub import WeightsInfo, WeightsNotFoundError, get_weights, load
 from .factory import create_model
 from .finetune import FineTuner
 from . import models  # noqa: F401  (registers every model)
@@ -23,6 +23,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "load",
+    "get_weights",
+    "WeightsInfo",
     "save_checkpoint",
     "CheckpointError",
     "WeightsNotFoundError",

@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_list = sub.add_parser("list", parents=[common], help="list the registered models")
     p_list.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'res*'")
+    p_list.add_argument("--pretrained", action="store_true", help="which models have trained weights, where, and their score")
 
     p = sub.add_parser("train", parents=[common], help="train a model on Fashion-MNIST with its recipe, then test it")
     p.add_argument("model", help="registered model name (see `zoo list`)")
@@ -116,12 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
     p_ft.add_argument("--no-progress", action="store_true")
 
     p_pred = sub.add_parser("predict", parents=[common], help="classify image files, or draw a detector's boxes on them")
-    p_pred.add_argument("--model", required=True, help="zoo model name or checkpoint folder")
+    p_pred.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="MODEL (a zoo name or checkpoint folder; or use --model) then image files, folders (searched "
+                             "recursively) or globs such as 'photos/**/*.jpg'")  # fmt: skip
+    p_pred.add_argument("--model", help="zoo model name or checkpoint folder (instead of the first argument)")
     p_pred.add_argument("--top-k", type=_positive_int, default=3)
-    p_pred.add_argument("--min-score", type=float, default=0.5, help="detectors: draw detections scoring at least this")
+    p_pred.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass")
+    p_pred.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p_pred.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p_pred.add_argument("--output", help="write the predictions here instead of to the console")
+    p_pred.add_argument("--force", action="store_true", help="replace an existing --output file")
+    p_pred.add_argument("--min-score", type=float, default=0.5, help="detectors: keep detections scoring at least this")
     p_pred.add_argument("--out-dir", help="detectors: where to write <image>.pred.png (default: beside the image)")
     p_pred.add_argument("--trust-unverified", action="store_true", help="load a folder whose config.json records no sha256")
-    p_pred.add_argument("images", nargs="+")
 
     p_exp = sub.add_parser("export", parents=[common], help="export a trained classifier to ONNX, TorchScript or torch.export (.pt2)")
     p_exp.add_argument("model", help="a model name (see `zoo.load`) or a checkpoint folder")
@@ -176,78 +184,41 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import torch
-
-    from .hub import load
-
-    from .detection.detector import Detector
-
-    model = load(args.model, trust_unverified=args.trust_unverified)
-    skipped: list[str] = []
-    if isinstance(model, Detector):
-        _predict_boxes(model, args, skipped)
-    else:
-        k = min(args.top_k, model.num_classes)
-        for path in args.images:
-            img = _read_image(path, skipped)
-            if img is None:
-                continue
-            with torch.no_grad():
-                probs = model(model.preprocess(img)).softmax(-1)[0]
-            top = probs.topk(k)
-            labels = ", ".join(f"{model.label_names[i]} {p:.3f}" for p, i in zip(top.values.tolist(), top.indices.tolist()))
-            print(f"{path}: {labels}")
-    if skipped:
-        print(f"zoo: skipped {len(skipped)} of {len(args.images)} image(s) that could not be read: {', '.join(skipped)}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _read_image(path: str, skipped: list[str]):
-    """The image at ``path``, fully read; or None after one line on stderr (and ``path`` added to
-    ``skipped``) when it cannot be read: missing, not an image, truncated, or a decompression bomb."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img.copy()
-    except (OSError, ValueError, Image.DecompressionBombError) as err:  # UnidentifiedImageError is an OSError
-        print(f"zoo: cannot read image {path}: {err}; skipped", file=sys.stderr)
-        skipped.append(path)
-        return None
-
-
-def _predict_boxes(model, args: argparse.Namespace, skipped: list[str]) -> None:
-    """Detections per image, printed and drawn onto a copy saved as <image>.pred.png (two
-    inputs with the same name in one call get <image>.pred.png and <image>-2.pred.png)."""
     from pathlib import Path
 
-    import torch
-    from PIL import Image
-    from torchvision.transforms.v2.functional import pil_to_tensor
-    from torchvision.utils import draw_bounding_boxes
+    from .detection.detector import Detector
+    from .hub import load
+    from .predict import classify, detect, expand_inputs, format_records
 
-    written: set[Path] = set()
-    for path in args.images:
-        img = _read_image(path, skipped)
-        if img is None:
-            continue
-        rgb, x = img.convert("RGB"), model.preprocess(img)
-        (found,) = model.detect(x)
-        keep = found["scores"] >= args.min_score
-        boxes = found["boxes"][keep].clamp(0, 1) * torch.tensor([rgb.width, rgb.height, rgb.width, rgb.height])
-        names = [f"{model.label_names[int(c)]} {float(p):.2f}" for c, p in zip(found["labels"][keep], found["scores"][keep])]
-        drawn = draw_bounding_boxes(pil_to_tensor(rgb), boxes, labels=names, colors="red", width=max(1, rgb.width // 96))
-        out, n = Path(args.out_dir or Path(path).parent) / f"{Path(path).stem}.pred.png", 1
-        while out.resolve() in written:
-            n += 1
-            out = out.with_name(f"{Path(path).stem}-{n}.pred.png")
-        written.add(out.resolve())
-        out.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(out)
-        listed = "; ".join(f"{n} at {[round(v) for v in b.tolist()]}" for n, b in zip(names, boxes)) or "nothing found"
-        print(f"{path}: {listed}  -> {out}")
+    inputs = list(args.inputs)
+    if args.model is None:  # zoo predict MODEL INPUTS...
+        if len(inputs) < 2:
+            raise ValueError("give a model and at least one image: zoo predict MODEL INPUT [INPUT...]")
+        args.model, inputs = inputs[0], inputs[1:]
+    if args.output and Path(args.output).exists() and not args.force:
+        raise ValueError(f"{args.output} exists; pass --force to replace it")
+    skipped: list[str] = []
+
+    def skip(path: str, why: str) -> None:
+        print(f"zoo: cannot read image {path}: {why}; skipped", file=sys.stderr)
+        skipped.append(path)
+
+    model = load(args.model, trust_unverified=args.trust_unverified)
+    files = expand_inputs(inputs, skip)
+    if isinstance(model, Detector):
+        records = list(detect(model, files, on_skip=skip, min_score=args.min_score, out_dir=args.out_dir))
+    else:
+        records = list(classify(model, files, on_skip=skip, top_k=args.top_k, batch_size=args.batch_size, device=args.device))
+    text = format_records(records, args.format)
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"{len(records)} prediction(s) -> {args.output}")
+    else:
+        sys.stdout.write(text)
+    if skipped:
+        print(f"zoo: skipped {len(skipped)} input(s) that could not be read: {', '.join(skipped)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -295,6 +266,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not names:
         print(f"no model matches {args.pattern!r}; registered: {', '.join(list_models())}", file=sys.stderr)
         return 1
+    if args.pretrained:
+        from .hub import get_weights
+
+        print(f"{'model':<10} {'weights':<8} {'test score':>17} {'size':>10}  sha256")
+        for name in names:
+            w = get_weights(name)
+            score = f"{w.score_label} {w.test_score:.4f}" if w.test_score is not None else "-"
+            size = "-" if not w.size_bytes else f"{w.size_bytes / 2**20:.1f} MiB" if w.size_bytes >= 2**20 else f"{w.size_bytes / 1024:.0f} KiB"
+            print(f"{name:<10} {w.location:<8} {score:>17} {size:>10}  {(w.sha256 or '-')[:12]}")
+        print("\nbundled: ships with the package; store: trained here ($ZOO_HOME/checkpoints); hub: downloaded on first "
+              "load; none: train it (zoo train NAME)")  # fmt: skip
+        return 0
     header = f"{'model':<10} {'params':>12} {'input':>7}  {'chapter':<7} {'book top-1':>10}  description"
     print(header)
     print("-" * len(header))

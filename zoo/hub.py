@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -19,12 +20,15 @@ import torch
 
 from .adapt import with_in_chans, with_new_head
 from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, load_checkpoint, sha256_file
+from .data.fashion_mnist import MEAN, STD
 from .data.preprocess import Preprocess
 from .registry import get_spec, list_models
 from .runtime import zoo_home
 
 __all__ = [
     "WeightsNotFoundError",
+    "WeightsInfo",
+    "get_weights",
     "load",
     "read_manifest",
     "manifest_entry",
@@ -163,6 +167,60 @@ def _resolve(name: str, source: str | None, revision: str | None) -> tuple[Path,
         f"Train them with `{train_command(name)}` (it exports to {store_dir(name)}), "
         f"or pass the path of a checkpoint folder to zoo.load."
     )
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """What the zoo knows of a model's trained weights, read without building the model (like
+    torchvision's ``Weights.meta``). ``location``: "bundled" (ships with the package), "store"
+    (trained here, ``$ZOO_HOME/checkpoints``), "hub" (published, downloaded on first load) or
+    "none"; the first that has them, in ``zoo.load``'s order."""
+
+    name: str
+    location: str
+    path: str | None
+    sha256: str | None
+    size_bytes: int | None
+    test_score: float | None  # top-1 for classifiers, mAP@0.5 for detectors (score_label says which)
+    score_label: str
+    input_size: int
+    in_chans: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def transforms(self) -> Preprocess:
+        """The preprocessing ``zoo.load(name).preprocess`` applies (PIL images or tensors in)."""
+        return Preprocess(input_size=self.input_size, in_chans=self.in_chans, mean=self.mean, std=self.std)
+
+
+def get_weights(name: str) -> WeightsInfo:
+    """Where ``name``'s trained weights are and what they score, without loading them."""
+    spec = get_spec(name)
+    entry = read_manifest().get(name)
+    found: tuple[str, Path | None, dict[str, Any] | None] = ("none", None, None)
+    if entry is not None and (BUNDLED_DIR / name / WEIGHTS_NAME).is_file():
+        found = ("bundled", BUNDLED_DIR / name, entry)
+    elif (store_dir(name) / CONFIG_NAME).is_file() and (store_dir(name) / WEIGHTS_NAME).is_file():
+        try:
+            config = json.loads((store_dir(name) / CONFIG_NAME).read_text())
+        except ValueError:
+            config = None
+        if isinstance(config, dict):
+            found = ("store", store_dir(name), {**config, "size": config.get("size"), **config.get("kwargs", {})})
+    elif entry is not None and entry.get("revision"):
+        found = ("hub", None, entry)
+    location, folder, meta = found
+    meta = meta or {}
+    size = meta.get("input_size") or spec.input_size or 0
+    chans = meta.get("in_chans") or 1
+    mean, std = meta.get("mean", MEAN), meta.get("std", STD)
+    return WeightsInfo(
+        name=name, location=location, path=str(folder) if folder else None, sha256=meta.get("sha256"), size_bytes=meta.get("size"),
+        test_score=(meta.get("metrics") or {}).get(f"test/{getattr(spec.model_class, 'score', 'loss')}"),
+        score_label=getattr(spec.model_class, "score_label", "loss"),
+        input_size=size, in_chans=chans,
+        mean=tuple(mean if isinstance(mean, (list, tuple)) else [mean]), std=tuple(std if isinstance(std, (list, tuple)) else [std]),
+    )  # fmt: skip
 
 
 def train_command(name: str) -> str:

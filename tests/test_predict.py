@@ -1,0 +1,85 @@
+"""zoo predict over files, folders and globs in batches, as table, CSV and JSON; zoo list
+--pretrained and zoo.get_weights. Real test images written to disk as PNG files."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+import zoo
+from zoo.cli import main
+from zoo.data import CLASSES
+
+
+@pytest.fixture()
+def image_tree(tmp_path, fmnist):
+    """40 real test images: 20 in photos/a, 10 in photos/b/deep, 10 loose as loose-<i>.png."""
+    paths = []
+    for i in range(40):
+        folder = tmp_path / ("photos/a" if i < 20 else "photos/b/deep" if i < 30 else ".")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / (f"{i:02d}.png" if i < 30 else f"loose-{i}.png")
+        Image.fromarray(fmnist["test_images"][i].numpy(), mode="L").save(path)
+        paths.append(path)
+    return tmp_path, paths, [CLASSES[int(y)] for y in fmnist["test_labels"][:40]]
+
+
+def test_predict_reads_folders_globs_and_files_in_batches(image_tree, capsys):
+    root, paths, truth = image_tree
+    inputs = [str(root / "photos"), str(root / "loose-*.png")]
+    assert main(["predict", "lenet", *inputs, "--format", "json", "--batch-size", "7"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert sorted(r["path"] for r in records) == sorted(str(p) for p in paths)
+    # The same predictions as the model itself, image by image.
+    model = zoo.load("lenet")
+    by_path = {r["path"]: r for r in records}
+    with torch.no_grad():
+        for path in paths[:5]:
+            probs = model(model.preprocess(Image.open(path))).softmax(-1)[0]
+            top = by_path[str(path)]["predictions"][0]
+            assert top["label"] == model.label_names[int(probs.argmax())] and top["probability"] == pytest.approx(float(probs.max()), abs=1e-5)
+    correct = sum(by_path[str(p)]["predictions"][0]["label"] == t for p, t in zip(paths, truth))
+    assert correct >= 34  # the bundled LeNet scores 0.91 on the test set
+    # Batching changes nothing (but the last float digit).
+    assert main(["predict", "lenet", *inputs, "--format", "json", "--batch-size", "64"]) == 0
+    for a, b in zip(json.loads(capsys.readouterr().out), records):
+        assert a["path"] == b["path"] and [p["label"] for p in a["predictions"]] == [p["label"] for p in b["predictions"]]
+        assert [p["probability"] for p in a["predictions"]] == pytest.approx([p["probability"] for p in b["predictions"]], abs=1e-5)
+
+
+def test_predict_writes_csv_to_a_file_and_never_overwrites_one(image_tree, capsys):
+    root, paths, _ = image_tree
+    out = root / "predictions.csv"
+    assert main(["predict", "--model", "lenet", str(root / "photos" / "a"), "--top-k", "2", "--format", "csv", "--output", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 2 * 20 and rows[0].keys() == {"path", "rank", "label", "probability"}
+    assert {r["rank"] for r in rows} == {"1", "2"}
+    assert main(["predict", "lenet", str(root / "photos"), "--output", str(out)]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert main(["predict", "lenet", str(root / "nothing-*.png"), str(root / "photos" / "a")]) == 1
+    assert "the pattern matches no file" in capsys.readouterr().err
+
+
+def test_detector_predictions_as_json_with_drawn_images(tmp_path, capsys, fmnist):
+    scene = tmp_path / "scene.png"
+    Image.fromarray(fmnist["test_images"][0].numpy(), mode="L").resize((96, 96)).save(scene)
+    assert main(["predict", "tiny_ssd", str(scene), "--format", "json", "--min-score", "0.3"]) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    assert record["path"] == str(scene) and (tmp_path / "scene.pred.png").is_file() and record["drawn"] == str(tmp_path / "scene.pred.png")
+    assert all(set(d) == {"label", "score", "box"} and d["score"] >= 0.3 and len(d["box"]) == 4 for d in record["detections"])
+
+
+def test_list_pretrained_and_get_weights(capsys, fmnist):
+    assert main(["list", "--pretrained"]) == 0
+    out = capsys.readouterr().out
+    assert any(line.split()[:3] == ["lenet", "bundled", "top-1"] for line in out.splitlines())
+    assert any(line.split()[:2] == ["googlenet", "none"] for line in out.splitlines())
+    w = zoo.get_weights("lenet")
+    model = zoo.load("lenet")
+    assert w.location == "bundled" and w.sha256 == model.checkpoint["sha256"] and w.test_score == model.checkpoint["metrics"]["test/acc"]
+    image = Image.fromarray(fmnist["test_images"][3].numpy(), mode="L")
+    assert torch.equal(w.transforms()(image), model.preprocess(image))

@@ -1,0 +1,142 @@
+"""Prediction over many images: files, folders (recursive) and globs, read in batches. The engine
+behind ``zoo predict``; every record is a plain dict, written as a table, CSV or JSON.
+
+An image that cannot be read (missing, not an image, truncated, over PIL's decompression-bomb
+limit) is reported through ``on_skip`` and left out; the others are still predicted.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+from PIL import Image
+
+from .data.folder import IMAGE_EXTENSIONS
+
+__all__ = ["expand_inputs", "read_image", "classify", "detect", "format_records", "FORMATS"]
+
+FORMATS = ("table", "csv", "json")
+Skip = Callable[[str, str], None]
+
+
+def expand_inputs(items: Iterable[str], on_skip: Skip) -> list[str]:
+    """Files as given, folders as their image files (recursively, sorted), globs as their matches
+    (``**`` recurses). A folder without images or a glob without matches goes to ``on_skip``."""
+    files: list[str] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                on_skip(item, f"folder has no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+            files += found
+        elif any(ch in item for ch in "*?[") and not path.exists():
+            found = sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            if not found:
+                on_skip(item, "the pattern matches no file")
+            files += found
+        else:
+            files.append(item)
+    return files
+
+
+def read_image(path: str, on_skip: Skip) -> Image.Image | None:
+    """The image at ``path``, fully read, or None (after ``on_skip``) when it cannot be read."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy()
+    except (OSError, ValueError, Image.DecompressionBombError) as err:  # UnidentifiedImageError is an OSError
+        on_skip(path, str(err))
+        return None
+
+
+def _batches(paths: list[str], size: int, on_skip: Skip) -> Iterator[list[tuple[str, Image.Image]]]:
+    batch = []
+    for path in paths:
+        img = read_image(path, on_skip)
+        if img is not None:
+            batch.append((path, img))
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@torch.no_grad()
+def classify(model: Any, paths: list[str], *, on_skip: Skip, top_k: int = 3, batch_size: int = 64,
+             device: str | torch.device = "cpu") -> Iterator[dict[str, Any]]:  # fmt: skip
+    """One record per readable image: ``{"path", "predictions": [{"label", "probability"}, ...]}``
+    (the ``top_k`` most probable classes, best first)."""
+    model = model.to(device).eval()
+    k = min(top_k, model.num_classes)
+    for batch in _batches(paths, batch_size, on_skip):
+        x = model.preprocess([img for _, img in batch]).to(device)
+        top = model(x).float().softmax(-1).topk(k)
+        for (path, _), probs, idx in zip(batch, top.values.tolist(), top.indices.tolist()):
+            yield {"path": path, "predictions": [{"label": model.label_names[i], "probability": round(p, 6)} for p, i in zip(probs, idx)]}
+
+
+@torch.no_grad()
+def detect(model: Any, paths: list[str], *, on_skip: Skip, min_score: float = 0.5, out_dir: str | None = None) -> Iterator[dict[str, Any]]:
+    """One record per readable image: ``{"path", "detections": [{"label", "score", "box"}], "drawn"}``,
+    boxes in the image's pixels (x0, y0, x1, y1), drawn onto a copy saved as ``<image>.pred.png``
+    (beside the image, or in ``out_dir``; two inputs with the same name get ``-2``, ``-3``...)."""
+    from torchvision.transforms.v2.functional import pil_to_tensor
+    from torchvision.utils import draw_bounding_boxes
+
+    written: set[Path] = set()
+    for path in paths:
+        img = read_image(path, on_skip)
+        if img is None:
+            continue
+        rgb = img.convert("RGB")
+        (found,) = model.detect(model.preprocess(img))
+        keep = found["scores"] >= min_score
+        boxes = found["boxes"][keep].clamp(0, 1) * torch.tensor([rgb.width, rgb.height, rgb.width, rgb.height])
+        labels = [model.label_names[int(c)] for c in found["labels"][keep]]
+        scores = [round(float(s), 4) for s in found["scores"][keep]]
+        names = [f"{label} {score:.2f}" for label, score in zip(labels, scores)]
+        drawn = draw_bounding_boxes(pil_to_tensor(rgb), boxes, labels=names, colors="red", width=max(1, rgb.width // 96))
+        out, n = Path(out_dir or Path(path).parent) / f"{Path(path).stem}.pred.png", 1
+        while out.resolve() in written:
+            n += 1
+            out = out.with_name(f"{Path(path).stem}-{n}.pred.png")
+        written.add(out.resolve())
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(out)
+        yield {"path": path, "detections": [{"label": label, "score": score, "box": [round(v, 1) for v in box.tolist()]}
+                                            for label, score, box in zip(labels, scores, boxes)], "drawn": str(out)}  # fmt: skip
+
+
+def format_records(records: list[dict[str, Any]], fmt: str) -> str:
+    """The records as a table (one line an image), CSV (one row a prediction) or JSON."""
+    if fmt == "json":
+        return json.dumps(records, indent=2) + "\n"
+    if fmt == "table":
+        lines = []
+        for r in records:
+            if "predictions" in r:
+                lines.append(f"{r['path']}: " + ", ".join(f"{p['label']} {p['probability']:.3f}" for p in r["predictions"]))
+            else:
+                found = "; ".join(f"{d['label']} {d['score']:.2f} at {[round(v) for v in d['box']]}" for d in r["detections"])
+                lines.append(f"{r['path']}: {found or 'nothing found'}  -> {r['drawn']}")
+        return "".join(line + "\n" for line in lines)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    if records and "predictions" in records[0]:
+        writer.writerow(["path", "rank", "label", "probability"])
+        for r in records:
+            writer.writerows([r["path"], rank, p["label"], p["probability"]] for rank, p in enumerate(r["predictions"], 1))
+    else:
+        writer.writerow(["path", "label", "score", "x0", "y0", "x1", "y1", "drawn"])
+        for r in records:
+            writer.writerows([r["path"], d["label"], d["score"], *d["box"], r["drawn"]] for d in r["detections"])
+    return buf.getvalue()
