@@ -83,3 +83,32 @@ def test_list_pretrained_and_get_weights(capsys, fmnist):
     assert w.location == "bundled" and w.sha256 == model.checkpoint["sha256"] and w.test_score == model.checkpoint["metrics"]["test/acc"]
     image = Image.fromarray(fmnist["test_images"][3].numpy(), mode="L")
     assert torch.equal(w.transforms()(image), model.preprocess(image))
+
+
+def test_zoo_eval_scores_an_image_folder(tmp_path, capsys, fmnist):
+    # 200 real test images in class folders named loosely like the labels ("t_shirt_top", "ankle boot").
+    root = tmp_path / "data"
+    names = {c: c.lower().replace("/", "_").replace("-", "_") for c in CLASSES}
+    for i in range(200):
+        label = CLASSES[int(fmnist["test_labels"][i])]
+        folder = root / names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(fmnist["test_images"][i].numpy(), mode="L").save(folder / f"{i}.png")
+    out = tmp_path / "report"
+    assert main(["eval", "lenet", "--data", str(root), "--out", str(out)]) == 0
+    result = json.loads((out / "eval.json").read_text())
+    # The same numbers as scoring those 200 images directly.
+    model = zoo.load("lenet")
+    with torch.no_grad():
+        probs = model(model.preprocess([img.numpy() for img in fmnist["test_images"][:200]]))
+    truth = fmnist["test_labels"][:200]
+    assert result["images"] == 200
+    assert result["top1"] == pytest.approx(float((probs.argmax(-1) == truth).float().mean()), abs=1e-6)
+    assert result["top5"] == pytest.approx(float((probs.topk(5).indices == truth[:, None]).any(-1).float().mean()), abs=1e-6)
+    assert sum(map(sum, result["confusion"])) == 200 and set(result["per_class"]) <= set(CLASSES)
+    assert (out / "confusion.png").stat().st_size > 10_000
+    assert f"top-1 {result['top1']:.4f}" in capsys.readouterr().out
+    (root / "llama").mkdir()
+    Image.new("L", (28, 28)).save(root / "llama" / "x.png")
+    assert main(["eval", "lenet", "--data", str(root), "--out", str(out)]) == 2
+    assert "class folder(s) ['llama'] match none of LeNet's labels" in capsys.readouterr().err

@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--eval-limit", type=_positive_int, help="the first N images only")
     p_eval.add_argument("--accelerator", default="auto")
     p_eval.add_argument("--trust-unverified", action="store_true", help="load a folder whose config.json records no sha256")
+    p_eval.add_argument("--data", help="score on your image folder DATA/<class>/<images> instead (class folders named like the labels)")
+    p_eval.add_argument("--out", help="with --data: folder for eval.json and confusion.png (default: ./eval-<model>)")
+    p_eval.add_argument("--batch-size", type=_positive_int, default=64)
+    p_eval.add_argument("--device", default="cpu", help="with --data: cpu, cuda, ...")
 
     p_ft = sub.add_parser("finetune", parents=[common], help="fine-tune a pretrained network on your image folder (root/<class>/*)")
     p_ft.add_argument("--source", default="lenet", help="zoo model name, checkpoint folder, or timm:<name> (default lenet)")
@@ -153,6 +157,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .train import evaluate
 
     model = load(args.model, source=args.source, trust_unverified=args.trust_unverified)
+    if args.data:
+        return _eval_folder(model, args)
     scores = evaluate(model, split=args.split, data_dir=args.data_dir, eval_limit=args.eval_limit, accelerator=args.accelerator)
     info = model.checkpoint
     print(f"{model.model_name} ({info['source']}: {info['path']})")
@@ -162,6 +168,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if recorded is not None and args.eval_limit is None:
         print(f"  recorded at training: {recorded:.4f}")
     return 0
+
+
+def _eval_folder(model, args: argparse.Namespace) -> int:
+    """zoo eval MODEL --data FOLDER: top-1, top-5, per-class accuracy, eval.json and confusion.png."""
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from .predict import evaluate_folder
+    from .report import plot_confusion
+
+    skipped: list[str] = []
+
+    def skip(path: str, why: str) -> None:
+        print(f"zoo: cannot read image {path}: {why}; skipped", file=sys.stderr)
+        skipped.append(path)
+
+    result = evaluate_folder(model, args.data, batch_size=args.batch_size, device=args.device, on_skip=skip)
+    out = Path(args.out or f"eval-{model.model_name}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval.json").write_text(json.dumps({"model": model.model_name, "data": str(args.data), "skipped": skipped, **result}, indent=2) + "\n")
+    plot_confusion(torch.tensor(result["confusion"]), result["labels"], out / "confusion.png", f"{model.model_name} on {args.data}")
+    print(f"{model.model_name} on {args.data}: {result['images']} images")
+    print(f"  top-1 {result['top1']:.4f}   top-5 {result['top5']:.4f}")
+    for name, acc in result["per_class"].items():
+        print(f"  {name:<12} {acc:.4f}")
+    print(f"  written: {out / 'eval.json'}, {out / 'confusion.png'}")
+    return 1 if skipped else 0
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import csv
 import glob
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -19,7 +20,7 @@ from PIL import Image
 
 from .data.folder import IMAGE_EXTENSIONS
 
-__all__ = ["expand_inputs", "read_image", "classify", "detect", "format_records", "FORMATS"]
+__all__ = ["expand_inputs", "read_image", "classify", "detect", "format_records", "evaluate_folder", "FORMATS"]
 
 FORMATS = ("table", "csv", "json")
 Skip = Callable[[str, str], None]
@@ -140,3 +141,42 @@ def format_records(records: list[dict[str, Any]], fmt: str) -> str:
         for r in records:
             writer.writerows([r["path"], d["label"], d["score"], *d["box"], r["drawn"]] for d in r["detections"])
     return buf.getvalue()
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+@torch.no_grad()
+def evaluate_folder(model: Any, root: str | Path, *, batch_size: int = 64, device: str | torch.device = "cpu",
+                    on_skip: Skip | None = None) -> dict[str, Any]:  # fmt: skip
+    """Score a classifier on an image folder ``root/<class>/<images>`` whose class folders are
+    named like the model's labels (case, spaces and punctuation aside: ``t_shirt_top`` is
+    "T-shirt/top"). Returns top-1, top-5, per-class accuracy and the confusion matrix (rows: true
+    class, columns: predicted, over all the model's labels)."""
+    from .data.folder import FolderError, scan_image_folder
+
+    files = scan_image_folder(Path(root))
+    labels = {_key(name): i for i, name in enumerate(model.label_names)}
+    unknown = [c for c in files if _key(c) not in labels]
+    if unknown:
+        raise FolderError(f"{root}: class folder(s) {unknown} match none of {type(model).__name__}'s labels "
+                          f"{model.label_names} (names are compared without case, spaces or punctuation)")  # fmt: skip
+    skip = on_skip or (lambda path, why: None)
+    model = model.to(device).eval()
+    n = model.num_classes
+    confusion = torch.zeros(n, n, dtype=torch.long)
+    top5_hits = 0
+    truth_of = {str(p): labels[_key(c)] for c, paths in files.items() for p in paths}
+    for batch in _batches(list(truth_of), batch_size, skip):
+        probs = model(model.preprocess([img for _, img in batch]).to(device)).float().cpu()
+        truth = torch.tensor([truth_of[path] for path, _ in batch])
+        confusion.index_put_((truth, probs.argmax(-1)), torch.ones(len(batch), dtype=torch.long), accumulate=True)
+        top5_hits += int((probs.topk(min(5, n)).indices == truth[:, None]).any(-1).sum())
+    total = int(confusion.sum())
+    if total == 0:
+        raise FolderError(f"{root}: no image could be read")
+    per_class = {model.label_names[i]: round(float(confusion[i, i] / confusion[i].sum()), 6)
+                 for i in range(n) if confusion[i].sum() > 0}  # fmt: skip
+    return {"images": total, "top1": round(float(confusion.diag().sum()) / total, 6), "top5": round(top5_hits / total, 6),
+            "per_class": per_class, "confusion": confusion.tolist(), "labels": list(model.label_names)}  # fmt: skip
