@@ -325,6 +325,7 @@ def test_push_uploads_the_folder_and_pins_the_revision(tmp_path, monkeypatch, ca
     assert "would upload to https://huggingface.co/me/lenet" in out and "model.safetensors" in out and not calls
 
     assert main(["push", "lenet", "--repo-id", "me/lenet"]) == 0
+    assert f'zoo.load("hf-hub:me/lenet@{Commit.oid}")' in capsys.readouterr().out
     assert calls["create"][0] == "me/lenet"
     assert calls["upload"] == (["README.md", "config.json", "model.safetensors"], "me/lenet")
     entry = read_manifest(manifest)["lenet"]
@@ -341,3 +342,32 @@ def test_zoo_eval_scores_the_bundled_model(capsys):
     assert top1 > 0.85  # the bundled LeNet scores 0.9103 on all 10,000
     assert main(["eval", "nin"]) == 2
     assert "Train them with `zoo train nin --accelerator gpu" in capsys.readouterr().err
+
+
+def test_any_hub_repo_and_local_dir_in_the_zoo_format_load(tmp_path):
+    # A user's own fine-tune published under their name: served from the HF cache offline, by
+    # commit or by the branch the cache knows, verified against its own config.json.
+    folder = zoo.save_checkpoint(_trained_like("lenet"), tmp_path / "mine")
+    commit = "fedcba9876543210fedcba9876543210fedcba98"
+    _fill_hf_cache(tmp_path / "hf" / "hub", "someone/lenet-shoes", folder, commit)
+    code = ("import zoo, torch\n"
+            "for spec in ('hf-hub:someone/lenet-shoes@" + commit + "', 'hf-hub:someone/lenet-shoes', 'local-dir:" + str(folder) + "'):\n"
+            "    m = zoo.load(spec); torch.manual_seed(0); print(m.checkpoint['source'], float(m(torch.randn(1, 1, 28, 28)).sum()))\n")  # fmt: skip
+    proc = _run_offline(code, {"ZOO_HOME": str(tmp_path / "home"), "HF_HOME": str(tmp_path / "hf")})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line.split() for line in proc.stdout.splitlines()]
+    assert [s for s, _ in lines] == ["hf-hub", "hf-hub", "path"] and len({v for _, v in lines}) == 1
+    # A tampered cached file is refused; an unknown repo fails fast and says what was tried.
+    snapshot = tmp_path / "hf" / "hub" / "models--someone--lenet-shoes" / "snapshots" / commit / WEIGHTS_NAME
+    snapshot.write_bytes(snapshot.read_bytes()[:-8] + b"\0" * 8)
+    proc = _run_offline("import zoo; zoo.load('hf-hub:someone/lenet-shoes@" + commit + "')",
+                        {"ZOO_HOME": str(tmp_path / "home"), "HF_HOME": str(tmp_path / "hf")})  # fmt: skip
+    assert proc.returncode != 0 and "does not match its recorded hash (config.json)" in proc.stderr
+    import time
+
+    start = time.perf_counter()
+    proc = _run_offline("import zoo; zoo.load('hf-hub:someone/absent')", {"HF_HOME": str(tmp_path / "hf")})
+    assert proc.returncode != 0 and "no checkpoint folder for hf-hub:someone/absent" in proc.stderr
+    assert time.perf_counter() - start < 15  # a fresh interpreter's imports included
+    with pytest.raises(FileNotFoundError, match="local-dir:"):
+        zoo.load("local-dir:" + str(tmp_path / "nowhere"))

@@ -283,6 +283,8 @@ def cmd_push(args: argparse.Namespace) -> int:
     name = json.loads((folder / CONFIG_NAME).read_text())["model"]
     repo_id = args.repo_id or f"{HUB_ORG}/{name}"
     revision = push_to_hub(folder, repo_id, token=args.token, private=args.private, dry_run=args.dry_run)
+    if revision:
+        print(f'load it anywhere with: zoo.load("hf-hub:{repo_id}@{revision}")')
     if revision and not args.no_manifest:
         entries = read_manifest()
         old = entries.get(name, {})

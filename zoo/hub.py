@@ -246,6 +246,20 @@ def _hub_reachable(timeout: float = 2.0) -> bool:
         return False
 
 
+def _from_hub_repo(spec: str) -> Path:
+    """The folder of ``ORG/NAME[@REVISION]`` (any Hub repo in the zoo's folder format): from the
+    Hugging Face cache first, else downloaded. It is verified against its own config.json."""
+    repo_id, _, revision = spec.partition("@")
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ValueError(f"hf-hub: takes ORG/NAME or ORG/NAME@REVISION, got {spec!r}")
+    tried: list[str] = []
+    entry = {"repo_id": repo_id}
+    folder = _from_hub(entry, revision or "main", local_only=True, tried=tried) or _from_hub(entry, revision or "main", local_only=False, tried=tried)
+    if folder is None:
+        raise WeightsNotFoundError(f"no checkpoint folder for hf-hub:{spec}: " + "; ".join(tried))
+    return folder
+
+
 def _from_hub(entry: dict[str, Any], revision: str, *, local_only: bool, tried: list[str]) -> Path | None:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
@@ -283,7 +297,10 @@ def load(
     """A trained zoo model in eval mode, with ``label_names`` and ``preprocess`` attached.
 
     Args:
-        name_or_path: a registered name ("lenet"), a checkpoint folder, or its model.safetensors.
+        name_or_path: a registered name ("lenet"), a checkpoint folder, or its model.safetensors;
+            ``"local-dir:PATH"`` (a folder, said explicitly) or ``"hf-hub:ORG/NAME@REVISION"``
+            (any Hub repo in the zoo's folder format, from the HF cache when offline; verified
+            against its own config.json).
         num_classes: a different output size: the head is re-initialised (and says so); every
             other weight is loaded strictly.
         in_chans: 1 or 3 input channels: the first layer's weights are adapted so that a gray image
@@ -296,6 +313,13 @@ def load(
             (refused by default: nothing would then check them).
     """
     text = str(name_or_path)
+    if text.startswith("local-dir:"):
+        name_or_path = text = text[len("local-dir:"):]
+        if not Path(text).exists():
+            raise FileNotFoundError(f"checkpoint folder {text!r} (local-dir:) does not exist")
+    elif text.startswith("hf-hub:"):
+        return _finish(load_checkpoint(_from_hub_repo(text[len("hf-hub:"):]), trust_unverified=trust_unverified),
+                       "hf-hub", num_classes=num_classes, in_chans=in_chans, device=device)  # fmt: skip
     path = Path(name_or_path)
     looks_like_path = isinstance(name_or_path, os.PathLike) or any(sep in text for sep in ("/", os.sep)) or text.endswith(".safetensors")
     if text in list_models(external=True) and not looks_like_path:
@@ -310,9 +334,12 @@ def load(
     else:
         folder, where, expected = _resolve(text, source, revision)
     model = load_checkpoint(folder, expected_sha256=expected, trust_unverified=trust_unverified)
-    log.info("loaded %s from %s (%s)", model.model_name, folder, where)
-    model.checkpoint["source"] = where
+    return _finish(model, where, num_classes=num_classes, in_chans=in_chans, device=device)
 
+
+def _finish(model: Any, where: str, *, num_classes: int | None, in_chans: int | None, device: Any) -> Any:
+    log.info("loaded %s from %s (%s)", model.model_name, model.checkpoint["path"], where)
+    model.checkpoint["source"] = where
     if in_chans is not None and in_chans != model.in_chans:
         model = with_in_chans(model, in_chans)
     if num_classes is not None and num_classes != model.num_classes:
