@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--verbose", action="store_true", help="show Lightning's banners and library warnings")
+    loading = argparse.ArgumentParser(add_help=False)  # the commands that load trained weights
+    loading.add_argument("--trust-unverified", action="store_true", help="load a folder whose config.json records no sha256")
 
     p_list = sub.add_parser("list", parents=[common], help="list the registered models")
     p_list.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'res*'")
@@ -84,14 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-test", action="store_true", help="skip the final test-set evaluation")
     r.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
 
-    p_eval = sub.add_parser("eval", parents=[common], help="evaluate trained weights on Fashion-MNIST's test (or validation) set")
+    p_eval = sub.add_parser("eval", parents=[common, loading], help="evaluate trained weights on Fashion-MNIST's test (or validation) set")
     p_eval.add_argument("model", help="a model name (see `zoo.load`) or a checkpoint folder")
     p_eval.add_argument("--split", choices=("test", "val"), default="test")
     p_eval.add_argument("--source", choices=("bundled", "store", "cache", "hub"), help="where to take a named model's weights from")
     p_eval.add_argument("--data-dir", help="folder with the four Fashion-MNIST .gz files")
     p_eval.add_argument("--eval-limit", type=_positive_int, help="the first N images only")
     p_eval.add_argument("--accelerator", default="auto")
-    p_eval.add_argument("--trust-unverified", action="store_true", help="load a folder whose config.json records no sha256")
     p_eval.add_argument("--data", help="score on your image folder DATA/<class>/<images> instead (class folders named like the labels)")
     p_eval.add_argument("--out", help="with --data: folder for eval.json and confusion.png (default: ./eval-<model>)")
     p_eval.add_argument("--batch-size", type=_positive_int, default=64)
@@ -120,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_ft.add_argument("--accelerator", default="auto")
     p_ft.add_argument("--no-progress", action="store_true")
 
-    p_pred = sub.add_parser("predict", parents=[common], help="classify image files, or draw a detector's boxes on them")
+    p_pred = sub.add_parser("predict", parents=[common, loading], help="classify image files, or draw a detector's boxes on them")
     p_pred.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="MODEL (a zoo name or checkpoint folder; or use --model) then image files, folders (searched "
                              "recursively) or globs such as 'photos/**/*.jpg'")  # fmt: skip
@@ -133,14 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_pred.add_argument("--force", action="store_true", help="replace an existing --output file")
     p_pred.add_argument("--min-score", type=float, default=0.5, help="detectors: keep detections scoring at least this")
     p_pred.add_argument("--out-dir", help="detectors: where to write <image>.pred.png (default: beside the image)")
-    p_pred.add_argument("--trust-unverified", action="store_true", help="load a folder whose config.json records no sha256")
 
-    p_exp = sub.add_parser("export", parents=[common], help="export a trained classifier to ONNX, TorchScript or torch.export (.pt2)")
+    p_exp = sub.add_parser("export", parents=[common, loading], help="export a trained classifier to ONNX, TorchScript or torch.export (.pt2)")
     p_exp.add_argument("model", help="a model name (see `zoo.load`) or a checkpoint folder")
     p_exp.add_argument("--format", choices=("onnx", "torchscript", "pt2"), default="onnx")
     p_exp.add_argument("--out", help="output file (default: <model><suffix> in the working directory)")
     p_exp.add_argument("--force", action="store_true", help="overwrite an existing output file")
-    p_exp.add_argument("--trust-unverified", action="store_true", help="load a folder whose config.json records no sha256")
 
     p_push = sub.add_parser("push", parents=[common], help="publish a checkpoint folder to the Hugging Face Hub")
     p_push.add_argument("target", help="a model name (its bundled or locally trained folder) or a checkpoint folder")
@@ -180,11 +179,7 @@ def _eval_folder(model, args: argparse.Namespace) -> int:
     from .predict import evaluate_folder
     from .report import plot_confusion
 
-    skipped: list[str] = []
-
-    def skip(path: str, why: str) -> None:
-        print(f"zoo: cannot read image {path}: {why}; skipped", file=sys.stderr)
-        skipped.append(path)
+    skip, skipped = _skipper()
 
     result = evaluate_folder(model, args.data, batch_size=args.batch_size, device=args.device, on_skip=skip)
     out = Path(args.out or f"eval-{model.model_name}")
@@ -218,6 +213,17 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _skipper() -> tuple:
+    """(skip, skipped): ``skip(path, why)`` reports an input that cannot be used, once, and lists it."""
+    skipped: list[str] = []
+
+    def skip(path: str, why: str) -> None:
+        print(f"zoo: cannot read image {path}: {why}; skipped", file=sys.stderr)
+        skipped.append(path)
+
+    return skip, skipped
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -232,11 +238,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.model, inputs = inputs[0], inputs[1:]
     if args.output and Path(args.output).exists() and not args.force:
         raise ValueError(f"{args.output} exists; pass --force to replace it")
-    skipped: list[str] = []
-
-    def skip(path: str, why: str) -> None:
-        print(f"zoo: cannot read image {path}: {why}; skipped", file=sys.stderr)
-        skipped.append(path)
+    skip, skipped = _skipper()
 
     model = load(args.model, trust_unverified=args.trust_unverified)
     files = expand_inputs(inputs, skip)
@@ -373,8 +375,9 @@ def _quiet_libraries() -> None:
 
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    for pattern in (r".*isinstance\(treespec, LeafSpec\)", r".*does not have many workers", r".*smaller than the logging interval",
-                    r".*TF32 behavior", r".*Checkpoint directory .* exists and is not empty"):  # fmt: skip
+    from .train import _QUIET
+
+    for pattern in (*_QUIET, r".*does not have many workers", r".*smaller than the logging interval", r".*TF32 behavior"):
         warnings.filterwarnings("ignore", message=pattern)
 
 
