@@ -10,6 +10,7 @@ A checkpoint folder is what goes to the Hugging Face Hub:
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load as safetensors_load
 from safetensors.torch import load_file, save_file
 
 from .registry import build_model, get_spec
@@ -209,11 +211,11 @@ def model_card(config: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------------ load
-def _verify(weights: Path, expected: str | None, what: str) -> str:
-    actual = sha256_file(weights)
+def _verify(data: bytes, expected: str | None, where: Path, what: str) -> str:
+    actual = hashlib.sha256(data).hexdigest()
     if expected is not None and actual != expected:
         raise CheckpointError(
-            f"{weights} does not match its recorded hash ({what}): expected sha256 {expected}, got {actual}. "
+            f"{where} does not match its recorded hash ({what}): expected sha256 {expected}, got {actual}. "
             "The file is corrupt or was modified; delete it and fetch or train it again."
         )
     return actual
@@ -223,9 +225,44 @@ def _verify(weights: Path, expected: str | None, what: str) -> str:
 #: size the model (and the forward pass that sizes its linear layers) before any weight is read.
 MAX_INPUT_SIZE = 1024
 
+#: How long a reader waits for a save that is swapping the folder in (its two renames take
+#: microseconds; the margin is for a loaded machine).
+SWAP_WAIT_S = 2.0
 
-def load_checkpoint(folder: str | os.PathLike, *, expected_sha256: str | None = None, trust_unverified: bool = False,
-                    _retry: bool = True) -> Any:  # fmt: skip
+
+def _saving(folder: Path) -> bool:
+    """Is a save of ``folder`` under way? (its finished copy waits beside it as ``.NAME-*``)"""
+    return any(folder.parent.glob(f".{glob.escape(folder.name)}-*"))
+
+
+def _read_pair(folder: Path) -> tuple[str, bytes]:
+    """config.json's text and the weights' bytes, read into memory.
+
+    The weights are hashed and loaded from these same bytes, so nothing can change between the
+    check and the load. A save replaces the folder by two renames; a reader that falls in between
+    finds it missing for an instant, and waits (up to SWAP_WAIT_S) while a save is under way.
+    """
+    deadline, reread = time.monotonic() + SWAP_WAIT_S, False
+    while True:
+        try:
+            return (folder / CONFIG_NAME).read_text(errors="replace"), (folder / WEIGHTS_NAME).read_bytes()
+        except (FileNotFoundError, NotADirectoryError) as err:
+            # A save under way, or one that finished (and tidied up) since the failed read: the
+            # folder is back, so read it once more. A folder that really lacks a file fails then.
+            back = not reread and folder.is_dir()
+            if time.monotonic() < deadline and (back or _saving(folder)):
+                reread = reread or back
+                time.sleep(0.01)
+                continue
+            missing = Path(err.filename).name if err.filename else CONFIG_NAME
+            raise CheckpointError(f"{folder} is not a zoo checkpoint folder: {missing} is missing") from None
+        except IsADirectoryError as err:
+            raise CheckpointError(f"{folder} is not a zoo checkpoint folder: {Path(err.filename).name} is a folder") from None
+        except OSError as err:  # permissions, I/O errors
+            raise CheckpointError(f"cannot read the checkpoint folder {folder}: {err}") from None
+
+
+def load_checkpoint(folder: str | os.PathLike, *, expected_sha256: str | None = None, trust_unverified: bool = False) -> Any:
     """Rebuild the model a checkpoint folder describes and load its weights strictly.
 
     Nothing of the folder is used before it is checked: the weights must match a sha256 (the
@@ -235,30 +272,29 @@ def load_checkpoint(folder: str | os.PathLike, *, expected_sha256: str | None = 
     """
     folder = Path(folder)
     config_path, weights = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    for f in (config_path, weights):
-        if not f.is_file():
-            raise CheckpointError(f"{folder} is not a zoo checkpoint folder: {f.name} is missing")
-    text = config_path.read_text(errors="replace")
-    try:
-        config = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{config_path} is not a zoo config (not JSON: {err})") from None
-    if not isinstance(config, dict) or not isinstance(config.get("model"), str) or not isinstance(config.get("kwargs"), dict):
-        raise CheckpointError(f"{config_path} is not a zoo config: it must be an object with a \"model\" name and "
-                              "\"kwargs\" (an object of constructor arguments)")  # fmt: skip
+    for attempt in range(3):
+        text, data = _read_pair(folder)
+        try:
+            config = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{config_path} is not a zoo config (not JSON: {err})") from None
+        if not isinstance(config, dict) or not isinstance(config.get("model"), str) or not isinstance(config.get("kwargs"), dict):
+            raise CheckpointError(f"{config_path} is not a zoo config: it must be an object with a \"model\" name and "
+                                  "\"kwargs\" (an object of constructor arguments)")  # fmt: skip
+        _verify(data, expected_sha256, weights, "checkpoints.json")
+        if config.get("sha256") is None and expected_sha256 is None and not trust_unverified:
+            raise CheckpointError(f"{config_path} records no sha256 of {WEIGHTS_NAME}, so the weights cannot be verified; "
+                                  "load it with trust_unverified=True (zoo: --trust-unverified) only if you trust its source")  # fmt: skip
+        try:
+            _verify(data, config.get("sha256"), weights, CONFIG_NAME)
+            break
+        except CheckpointError:
+            # A save that replaced the folder between our two reads is not tampering: its
+            # config.json has changed too. Read the new pair.
+            if attempt < 2 and _read_pair(folder)[0] != text:
+                continue
+            raise
     name, kwargs = config["model"], config["kwargs"]
-    _verify(weights, expected_sha256, "checkpoints.json")
-    if config.get("sha256") is None and expected_sha256 is None and not trust_unverified:
-        raise CheckpointError(f"{config_path} records no sha256 of {WEIGHTS_NAME}, so the weights cannot be verified; "
-                              "load it with trust_unverified=True (zoo: --trust-unverified) only if you trust its source")  # fmt: skip
-    try:
-        _verify(weights, config.get("sha256"), f"{CONFIG_NAME}")
-    except CheckpointError:
-        # A save that replaced the folder between our reading config.json and hashing the weights
-        # is not tampering: read the new pair once more.
-        if _retry and config_path.is_file() and config_path.read_text(errors="replace") != text:
-            return load_checkpoint(folder, expected_sha256=expected_sha256, trust_unverified=trust_unverified, _retry=False)
-        raise
     try:
         get_spec(name)
     except KeyError as err:
@@ -270,21 +306,22 @@ def load_checkpoint(folder: str | os.PathLike, *, expected_sha256: str | None = 
         model = build_model(name, **kwargs)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{config_path}: its kwargs do not build {name}: {err}") from None
-    load_weights(model, weights)
+    load_weights(model, data, where=weights)
     model.checkpoint = {"path": str(folder), "sha256": config.get("sha256"), "metrics": config.get("metrics", {})}
     return model
 
 
-def load_weights(model: torch.nn.Module, weights: str | os.PathLike) -> None:
-    """Load a safetensors file into ``model`` strictly; tensors stored as float16 (config "dtype")
-    come back in the model's own float32."""
+def load_weights(model: torch.nn.Module, weights: str | os.PathLike | bytes, *, where: str | os.PathLike | None = None) -> None:
+    """Load a safetensors file (a path, or its bytes) into ``model`` strictly; tensors stored as
+    float16 (config "dtype") come back in the model's own float32."""
     own = model.state_dict()
+    where = where or ("<bytes>" if isinstance(weights, bytes) else weights)
     try:
-        stored = load_file(str(weights))
+        stored = safetensors_load(weights) if isinstance(weights, bytes) else load_file(str(weights))
     except Exception as err:  # safetensors' SafetensorError (truncated, not safetensors), OSError
-        raise CheckpointError(f"{weights} is not a readable safetensors file ({type(err).__name__}: {err})") from None
+        raise CheckpointError(f"{where} is not a readable safetensors file ({type(err).__name__}: {err})") from None
     state = {k: v.to(own[k].dtype) if k in own and v.is_floating_point() else v for k, v in stored.items()}
-    load_strict(model, state, where=str(weights))
+    load_strict(model, state, where=str(where))
 
 
 def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], *, where: str, skip_prefix: str | None = None) -> None:
