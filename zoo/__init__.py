@@ -12,11 +12,12 @@ from .recipe import Recipe
 from .base import ImageModel
 from .classifier import ImageClassifier
 from .data import FashionMNISTDataModule, SyntheticRegressionDataModule
-from .data.preprocess import Preprocess
+from .data.preprocess import PhotoSteps, Preprocess
 from .checkpoint import CheckpointError, save_checkpoint
 from .hub import WeightsInfo, WeightsNotFoundError, get_weights, load
 from .factory import create_model
 from .finetune import FineTuner
+from .features import FeatureExtractor
 from . import models  # noqa: F401  (registers every model)
 
 __version__ = "0.1.0"
@@ -29,6 +30,8 @@ __all__ = [
     "CheckpointError",
     "WeightsNotFoundError",
     "Preprocess",
+    "PhotoSteps",
+    "FeatureExtractor",
     "FineTuner",
     "ImageModel",
     "ImageClassifier",

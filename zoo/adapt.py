@@ -39,6 +39,7 @@ def _rebuild(model: Any, **changes: Any) -> Any:
     kwargs = {**model.zoo_kwargs, **changes}
     new = build_model(model.model_name, **kwargs)
     new.checkpoint = model.checkpoint
+    new.photo_steps = model.photo_steps  # same training data, same way to read photos
     return new
 
 

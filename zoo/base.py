@@ -17,7 +17,7 @@ import lightning as L
 import torch
 
 from .data.fashion_mnist import CLASSES, MEAN, STD
-from .data.preprocess import per_channel
+from .data.preprocess import PhotoSteps, per_channel
 from .recipe import Recipe
 
 __all__ = ["ImageModel", "decay_groups", "log_train_loss"]
@@ -70,6 +70,9 @@ class ImageModel(L.LightningModule):
     monitor_mode: ClassVar[str] = "max"
     #: Trained weights are exported as a checkpoint folder (zoo.load reads them back).
     exportable: ClassVar[bool] = True
+    #: How photos are made to look like the training data (zoo.data.preprocess), unless a
+    #: checkpoint's config.json says otherwise: a model trained on Fashion-MNIST gets every step.
+    photo_steps: PhotoSteps = PhotoSteps()
 
     def __init__(
         self,

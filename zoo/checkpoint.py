@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import load_file, save_file
 
+from .data.preprocess import PhotoSteps
 from .registry import build_model, get_spec
 
 __all__ = ["CheckpointError", "WEIGHTS_NAME", "CONFIG_NAME", "CARD_NAME", "save_checkpoint", "load_checkpoint",
@@ -80,6 +81,7 @@ def save_checkpoint(model: Any, folder: str | os.PathLike, *, metrics: dict[str,
             "mean": model.mean,
             "std": model.std,
             "label_names": model.label_names,
+            "preprocess": model.photo_steps.to_dict(),
             "params": sum(p.numel() for p in model.parameters()),
             "sha256": sha256_file(tmp / WEIGHTS_NAME),
             "size": (tmp / WEIGHTS_NAME).stat().st_size,
@@ -303,10 +305,16 @@ def load_checkpoint(folder: str | os.PathLike, *, expected_sha256: str | None = 
     if size is not None and not (isinstance(size, int) and 8 <= size <= MAX_INPUT_SIZE):
         raise CheckpointError(f"{config_path}: input_size must be an integer from 8 to {MAX_INPUT_SIZE}, got {size!r}")
     try:
+        steps = PhotoSteps.from_dict(config["preprocess"]) if "preprocess" in config else None
+    except ValueError as err:
+        raise CheckpointError(f"{config_path}: {err}") from None
+    try:
         model = build_model(name, **kwargs)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{config_path}: its kwargs do not build {name}: {err}") from None
     load_weights(model, data, where=weights)
+    if steps is not None:  # folders saved before the steps existed keep the model's default
+        model.photo_steps = steps
     model.checkpoint = {"path": str(folder), "sha256": config.get("sha256"), "metrics": config.get("metrics", {})}
     return model
 

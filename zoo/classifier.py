@@ -117,9 +117,30 @@ class ClassifierSteps:
         return self(x).softmax(dim=-1)
 
 
+#: Layers that turn a feature map into a vector: where forward_features stops.
+_TO_VECTOR = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten)
+
+
+def flat_layers(module: nn.Module) -> list[nn.Module]:
+    """The layers of nested ``nn.Sequential`` containers, in order (the modules themselves, shared)."""
+    if isinstance(module, nn.Sequential):
+        return [layer for child in module for layer in flat_layers(child)]
+    return [module]
+
+
+def _has_conv(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in module.modules())
+
+
 class ImageClassifier(ClassifierSteps, ImageModel):
     """Base class of the zoo's classifiers: ``forward(x) = head(backbone(x))`` with cross-entropy
-    training (arguments: :class:`~zoo.base.ImageModel`)."""
+    training (arguments: :class:`~zoo.base.ImageModel`).
+
+    The feature contract is timm's: ``forward(x) == forward_head(forward_features(x))``, where
+    :meth:`forward_features` gives the last feature map before any pooling (the last hidden layer
+    for the networks without convolutions) and ``forward_head(f, pre_logits=True)`` the embedding
+    the classifier reads.
+    """
 
     task = "classification"
     score, score_label = "acc", "top-1"
@@ -132,6 +153,29 @@ class ImageClassifier(ClassifierSteps, ImageModel):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._check_input(x)
         return self.head(self.backbone(x))
+
+    def feature_split(self) -> tuple[list[nn.Module], list[nn.Module]]:
+        """The backbone's layers as (feature layers, pre-logits layers): split at the first layer
+        that pools or flattens a feature map. A network without convolutions has no feature map:
+        all of its backbone is features, ending at its last hidden layer."""
+        layers = flat_layers(self.backbone)
+        for i, layer in enumerate(layers):
+            if isinstance(layer, _TO_VECTOR) and any(_has_conv(m) for m in layers[:i]):
+                return layers[:i], layers[i:]
+        return layers, []
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map, (N, C, H, W), before pooling; (N, D) for the MLPs and softmax."""
+        x = self._check_input(x)
+        for layer in self.feature_split()[0]:
+            x = layer(x)
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Features -> logits; with ``pre_logits``, the embedding the classifier reads, (N, D)."""
+        for layer in self.feature_split()[1]:
+            x = layer(x)
+        return x if pre_logits else self.head(x)
 
     def datamodule(self, *, data_dir: Any = None, download: bool = False, **options: Any) -> L.LightningDataModule:
         """Fashion-MNIST at this model's input size, channels, normalisation and recipe."""

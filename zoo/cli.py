@@ -1,4 +1,4 @@
-"""The ``zoo`` command: ``zoo list | train | eval | finetune | predict | export | push``."""
+"""The ``zoo`` command: ``zoo list | train | eval | finetune | predict | export | serve | demo | push``."""
 
 from __future__ import annotations
 
@@ -26,6 +26,26 @@ def _devices(value: str) -> int | str | list[int]:
         raise argparse.ArgumentTypeError(f"--devices takes 'auto', a count or a comma list of ids, got {value!r}") from None
 
 
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {value}")
+    return number
+
+
+class MissingExtraError(ImportError):
+    """An optional extra (serve, demo, export) is not installed."""
+
+
+def _import_extra(module: str, extra: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise MissingExtraError(f"zoo {extra} needs the {extra} extra: pip install 'd2l-zoo[{extra}]' ({err})") from None
+
+
 def _positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -46,6 +66,29 @@ def _add_recipe_flags(group: argparse._ArgumentGroup) -> None:
             group.add_argument(flag, type=kind, choices=meta["choices"], default=None, help=meta["help"])
 
 
+def _add_photo_flags(group: argparse._ArgumentGroup) -> None:
+    """``--no-<step>`` for each PhotoSteps field, made from the dataclass, and ``--no-photo-steps``."""
+    from .data.preprocess import PhotoSteps
+
+    for f in dataclasses.fields(PhotoSteps):
+        group.add_argument("--no-" + f.name.replace("_", "-"), dest=f"no_{f.name}", action="store_true", help=f"do not {f.metadata['help']}")
+    group.add_argument("--no-photo-steps", action="store_true", help="none of these: only fit the channels and squash to the input size")
+
+
+def _steps_off(args: argparse.Namespace) -> tuple[str, ...]:
+    """The photo steps the command line switches off."""
+    from .data.preprocess import PhotoSteps
+
+    return tuple(f.name for f in dataclasses.fields(PhotoSteps) if args.no_photo_steps or getattr(args, f"no_{f.name}"))
+
+
+def _apply_photo_flags(model, args: argparse.Namespace) -> None:
+    """Switch off the photo steps the command line names, for this command only."""
+    names = _steps_off(args)
+    if names and hasattr(model, "preprocess"):
+        model.preprocess = model.preprocess.with_steps(model.preprocess.steps.without(*names))
+
+
 def _recipe_overrides(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in Recipe.field_names() if getattr(args, name) is not None}
 
@@ -57,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--verbose", action="store_true", help="show Lightning's banners and library warnings")
     loading = argparse.ArgumentParser(add_help=False)  # the commands that load trained weights
     loading.add_argument("--trust-unverified", action="store_true", help="load a folder whose config.json records no sha256")
+    photo = argparse.ArgumentParser(add_help=False)  # the commands that read image files
+    _add_photo_flags(photo.add_argument_group("photo steps (default: as the model's config.json records them)"))
 
     p_list = sub.add_parser("list", parents=[common], help="list the registered models")
     p_list.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'res*'")
@@ -86,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-test", action="store_true", help="skip the final test-set evaluation")
     r.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
 
-    p_eval = sub.add_parser("eval", parents=[common, loading], help="evaluate trained weights on Fashion-MNIST's test (or validation) set")
+    p_eval = sub.add_parser("eval", parents=[common, loading, photo], help="evaluate trained weights on Fashion-MNIST's test (or validation) set")
     p_eval.add_argument("model", help="a model name (see `zoo.load`) or a checkpoint folder")
     p_eval.add_argument("--split", choices=("test", "val"), default="test")
     p_eval.add_argument("--source", choices=("bundled", "store", "cache", "hub"), help="where to take a named model's weights from")
@@ -121,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_ft.add_argument("--accelerator", default="auto")
     p_ft.add_argument("--no-progress", action="store_true")
 
-    p_pred = sub.add_parser("predict", parents=[common, loading], help="classify image files, or draw a detector's boxes on them")
+    p_pred = sub.add_parser("predict", parents=[common, loading, photo], help="classify image files, or draw a detector's boxes on them")
     p_pred.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="MODEL (a zoo name or checkpoint folder; or use --model) then image files, folders (searched "
                              "recursively) or globs such as 'photos/**/*.jpg'")  # fmt: skip
@@ -141,6 +186,23 @@ def build_parser() -> argparse.ArgumentParser:
     p_exp.add_argument("--out", help="output file (default: <model><suffix> in the working directory)")
     p_exp.add_argument("--force", action="store_true", help="overwrite an existing output file")
 
+    p_srv = sub.add_parser("serve", parents=[common, loading, photo], help="serve a trained model over HTTP (LitServe; the serve extra)")
+    p_srv.add_argument("model", help="a model name (see `zoo.load`) or a checkpoint folder")
+    p_srv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p_srv.add_argument("--port", type=_port, default=8000)
+    p_srv.add_argument("--device", default="cpu", help="cpu or cuda")
+    p_srv.add_argument("--max-batch-size", type=_positive_int, default=16, help="requests batched into one forward pass")
+    p_srv.add_argument("--batch-timeout", type=float, default=0.01, help="seconds to wait for a batch to fill")
+    p_srv.add_argument("--workers", type=_positive_int, default=1, help="model workers (processes) on the device")
+    p_srv.add_argument("--top-k", type=_positive_int, default=5, help="classes returned unless a request asks for top_k")
+    p_srv.add_argument("--min-score", type=float, default=0.5, help="detectors: lowest score returned unless a request asks")
+    p_srv.add_argument("--max-upload-mb", type=float, default=None, help="largest request body in MiB (default 10); larger gets 413")
+
+    p_demo = sub.add_parser("demo", parents=[common, photo], help="try the models in a web page (Gradio; the demo extra)")
+    p_demo.add_argument("--host", default="127.0.0.1")
+    p_demo.add_argument("--port", type=_port, default=7860)
+    p_demo.add_argument("--model", help="the model selected first (default: lenet_bn)")
+
     p_push = sub.add_parser("push", parents=[common], help="publish a checkpoint folder to the Hugging Face Hub")
     p_push.add_argument("target", help="a model name (its bundled or locally trained folder) or a checkpoint folder")
     p_push.add_argument("--repo-id", help="Hub repo (default: d2l-zoo/<model>)")
@@ -151,12 +213,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    serve = _import_extra("zoo.serve", "serve")
+    from .hub import load
+
+    if args.max_upload_mb is not None and args.max_upload_mb <= 0:
+        raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    model = load(args.model, trust_unverified=args.trust_unverified)  # fails here, in one line, before any worker starts
+    _apply_photo_flags(model, args)
+    api = serve.ZooAPI(args.model, top_k=args.top_k, min_score=args.min_score, steps_off=_steps_off(args),
+                       trust_unverified=args.trust_unverified, max_batch_size=args.max_batch_size, batch_timeout=args.batch_timeout)  # fmt: skip
+    accelerator = "cuda" if args.device.startswith("cuda") else "cpu"
+    server = serve.build_server(model, api, accelerator=accelerator, workers=args.workers,
+                                max_upload_mb=args.max_upload_mb or serve.DEFAULT_MAX_UPLOAD_MB)  # fmt: skip
+    print(f"serving {model.model_name} on http://{args.host}:{args.port}: POST /predict (an image), GET /health, GET /info; "
+          "Ctrl+C stops", flush=True)  # fmt: skip
+    server.run(host=args.host, port=args.port, generate_client_file=False, log_level="info" if args.verbose else "warning",
+               num_api_servers=1)  # fmt: skip
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    demo = _import_extra("zoo.demo", "demo")
+    demo.launch(host=args.host, port=args.port, default_model=args.model, steps_off=_steps_off(args), quiet=not args.verbose)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .hub import load
     from .train import evaluate
 
     model = load(args.model, source=args.source, trust_unverified=args.trust_unverified)
     if args.data:
+        _apply_photo_flags(model, args)
         return _eval_folder(model, args)
     scores = evaluate(model, split=args.split, data_dir=args.data_dir, eval_limit=args.eval_limit, accelerator=args.accelerator)
     info = model.checkpoint
@@ -241,6 +330,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     skip, skipped = _skipper()
 
     model = load(args.model, trust_unverified=args.trust_unverified)
+    _apply_photo_flags(model, args)
     files = expand_inputs(inputs, skip)
     if isinstance(model, Detector):
         records = list(detect(model, files, on_skip=skip, min_score=args.min_score, out_dir=args.out_dir))
@@ -391,9 +481,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .train import TrainingDiverged
 
     try:
-        commands = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "finetune": cmd_finetune, "predict": cmd_predict, "export": cmd_export, "push": cmd_push}
+        commands = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "finetune": cmd_finetune, "predict": cmd_predict, "export": cmd_export, "push": cmd_push,
+                    "serve": cmd_serve, "demo": cmd_demo}  # fmt: skip
         return commands[args.command](args)
-    except (KeyError, DataNotFoundError, CorruptDataError, FileNotFoundError, ValueError, TrainingDiverged) as err:  # FolderError is a ValueError
+    except (KeyError, DataNotFoundError, CorruptDataError, FileNotFoundError, ValueError, TrainingDiverged, MissingExtraError) as err:  # FolderError is a ValueError
         # Bad input: one clear line, not a traceback (ZOO_DEBUG=1 shows the traceback).
         if os.environ.get("ZOO_DEBUG"):
             raise

@@ -70,6 +70,8 @@ def export_model(model: Any, path: str | os.PathLike, *, format: str = "onnx", o
         "output": {"name": "logits", "shape": ["batch", model.num_classes]},
         "mean": list(model.mean),
         "std": list(model.std),
+        # what zoo.data.preprocess.PhotoSteps does to a photo before the resize and normalisation
+        "preprocess": model.photo_steps.to_dict(),
         "label_names": list(model.label_names),
         "weights_sha256": (getattr(model, "checkpoint", None) or {}).get("sha256"),
     }

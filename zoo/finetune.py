@@ -245,6 +245,7 @@ def finetune(
         return module, float(trainer.callback_metrics["val/acc"])
 
     tuned, results["val_acc"] = run(True, out)
+    tuned.model.photo_steps = datamodule.steps  # it learnt the folder's images as they were decoded
     export = save_checkpoint(tuned.model, out / "export", metrics={"val/acc": results["val_acc"]},
                              training={"finetuned_from": str(source), "epochs": epochs, "lr": lr, "backbone_lr_ratio": backbone_lr_ratio,
                                        "strategy": strategy, "seed": seed, "data": str(data)})  # fmt: skip

@@ -21,7 +21,7 @@ import torch
 from .adapt import with_in_chans, with_new_head
 from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, load_checkpoint, sha256_file
 from .data.fashion_mnist import MEAN, STD
-from .data.preprocess import Preprocess
+from .data.preprocess import PhotoSteps, Preprocess
 from .registry import get_spec, list_models
 from .runtime import zoo_home
 
@@ -101,6 +101,7 @@ def manifest_entry(folder: str | os.PathLike, *, repo_id: str | None = None, rev
         "in_chans": config["in_chans"],
         "mean": config["mean"],
         "std": config["std"],
+        "preprocess": config.get("preprocess"),
         "metrics": {k: v for k, v in config["metrics"].items() if k.startswith(("test/", "val/"))},
         "recipe": config["recipe"],
         "hardware": training.get("device"),
@@ -187,10 +188,11 @@ class WeightsInfo:
     in_chans: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    photo_steps: PhotoSteps
 
     def transforms(self) -> Preprocess:
         """The preprocessing ``zoo.load(name).preprocess`` applies (PIL images or tensors in)."""
-        return Preprocess(input_size=self.input_size, in_chans=self.in_chans, mean=self.mean, std=self.std)
+        return Preprocess(input_size=self.input_size, in_chans=self.in_chans, mean=self.mean, std=self.std, steps=self.photo_steps)
 
 
 def get_weights(name: str) -> WeightsInfo:
@@ -214,11 +216,17 @@ def get_weights(name: str) -> WeightsInfo:
     size = meta.get("input_size") or spec.input_size or 0
     chans = meta.get("in_chans") or 1
     mean, std = meta.get("mean", MEAN), meta.get("std", STD)
+    steps = getattr(spec.model_class, "photo_steps", PhotoSteps.plain())
+    if meta.get("preprocess") is not None:  # what config.json records (folders from before the steps: the default)
+        try:
+            steps = PhotoSteps.from_dict(meta["preprocess"])
+        except ValueError:
+            pass  # zoo.load refuses such a folder, with the reason; here it is only described
     return WeightsInfo(
         name=name, location=location, path=str(folder) if folder else None, sha256=meta.get("sha256"), size_bytes=meta.get("size"),
         test_score=(meta.get("metrics") or {}).get(f"test/{getattr(spec.model_class, 'score', 'loss')}"),
         score_label=getattr(spec.model_class, "score_label", "loss"),
-        input_size=size, in_chans=chans,
+        input_size=size, in_chans=chans, photo_steps=steps,
         mean=tuple(mean if isinstance(mean, (list, tuple)) else [mean]), std=tuple(std if isinstance(std, (list, tuple)) else [std]),
     )  # fmt: skip
 
@@ -293,6 +301,7 @@ def load(
     source: str | None = None,
     revision: str | None = None,
     trust_unverified: bool = False,
+    features_only: bool = False,
 ) -> Any:
     """A trained zoo model in eval mode, with ``label_names`` and ``preprocess`` attached.
 
@@ -311,7 +320,20 @@ def load(
             against the manifest, only against its own config.json).
         trust_unverified: load a folder whose config.json records no sha256 of its weights
             (refused by default: nothing would then check them).
+        features_only: return a :class:`~zoo.features.FeatureExtractor` of the classifier instead:
+            its forward gives the output of every stage (timm's ``features_only``).
     """
+    model = _load(name_or_path, num_classes=num_classes, in_chans=in_chans, device=device, source=source,
+                  revision=revision, trust_unverified=trust_unverified)  # fmt: skip
+    if features_only:
+        from .features import FeatureExtractor
+
+        return FeatureExtractor(model).eval()
+    return model
+
+
+def _load(name_or_path: str | os.PathLike, *, num_classes: int | None, in_chans: int | None, device: Any, source: str | None,
+          revision: str | None, trust_unverified: bool) -> Any:  # fmt: skip
     text = str(name_or_path)
     if text.startswith("local-dir:"):
         name_or_path = text = text[len("local-dir:"):]
@@ -347,7 +369,8 @@ def _finish(model: Any, where: str, *, num_classes: int | None, in_chans: int | 
     if device is not None:
         model = model.to(device)
     model.eval()
-    model.preprocess = model.transform = Preprocess(input_size=model.input_size, in_chans=model.in_chans, mean=model.mean, std=model.std)
+    model.preprocess = model.transform = Preprocess(input_size=model.input_size, in_chans=model.in_chans, mean=model.mean,
+                                                    std=model.std, steps=model.photo_steps)  # fmt: skip
     return model
 
 

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .data.folder import IMAGE_EXTENSIONS
 
-__all__ = ["expand_inputs", "read_image", "classify", "detect", "format_records", "evaluate_folder", "FORMATS"]
+__all__ = ["expand_inputs", "read_image", "classify", "classify_images", "detect", "detect_image", "format_records",
+           "evaluate_folder", "FORMATS"]  # fmt: skip
 
 FORMATS = ("table", "csv", "json")
 Skip = Callable[[str, str], None]
@@ -47,15 +48,19 @@ def expand_inputs(items: Iterable[str], on_skip: Skip) -> list[str]:
     return files
 
 
-def read_image(path: str, on_skip: Skip) -> Image.Image | None:
-    """The image at ``path``, fully read, or None (after ``on_skip``) when it cannot be read."""
+def read_image(path: str | Any, on_skip: Skip, *, name: str | None = None) -> Image.Image | None:
+    """The image at ``path`` (or in a binary file object), fully read, or None (after
+    ``on_skip(name or path, why)``) when it cannot be read: not an image, truncated, or over PIL's
+    decompression-bomb limit."""
     try:
         with Image.open(path) as img:
             img.load()
             return img.copy()
-    except (OSError, ValueError, Image.DecompressionBombError) as err:  # UnidentifiedImageError is an OSError
-        on_skip(path, str(err))
-        return None
+    except UnidentifiedImageError:
+        on_skip(name or str(path), "not an image file (PIL does not know its format)")
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        on_skip(name or str(path), str(err) or type(err).__name__)
+    return None
 
 
 def _batches(paths: list[str], size: int, on_skip: Skip) -> Iterator[list[tuple[str, Image.Image]]]:
@@ -77,12 +82,43 @@ def classify(model: Any, paths: list[str], *, on_skip: Skip, top_k: int = 3, bat
     """One record per readable image: ``{"path", "predictions": [{"label", "probability"}, ...]}``
     (the ``top_k`` most probable classes, best first)."""
     model = model.to(device).eval()
-    k = min(top_k, model.num_classes)
     for batch in _batches(paths, batch_size, on_skip):
-        x = model.preprocess([img for _, img in batch]).to(device)
-        top = model(x).float().softmax(-1).topk(k)
-        for (path, _), probs, idx in zip(batch, top.values.tolist(), top.indices.tolist()):
-            yield {"path": path, "predictions": [{"label": model.label_names[i], "probability": round(p, 6)} for p, i in zip(probs, idx)]}
+        for (path, _), predictions in zip(batch, classify_images(model, [img for _, img in batch], top_k=top_k)):
+            yield {"path": path, "predictions": predictions}
+
+
+@torch.no_grad()
+def classify_images(model: Any, images: list[Any], *, top_k: int = 3) -> list[list[dict[str, Any]]]:
+    """The ``top_k`` most probable classes of each image (one forward pass, on the model's device),
+    best first, as ``[{"label", "probability"}, ...]``: what ``zoo predict``, ``zoo serve`` and
+    ``zoo demo`` all report."""
+    device = next(model.parameters()).device
+    top = model(model.preprocess(images).to(device)).float().softmax(-1).topk(min(top_k, model.num_classes))
+    return [[{"label": model.label_names[i], "probability": round(p, 6)} for p, i in zip(probs, idx)]
+            for probs, idx in zip(top.values.tolist(), top.indices.tolist())]  # fmt: skip
+
+
+@torch.no_grad()
+def detect_image(model: Any, img: Image.Image, *, min_score: float = 0.5) -> tuple[Image.Image, list[dict[str, Any]]]:
+    """A detector's boxes on one image: (the image as a viewer shows it, with the boxes drawn;
+    ``[{"label", "score", "box"}]`` with boxes in its pixels, (x0, y0, x1, y1))."""
+    from torchvision.transforms.v2.functional import pil_to_tensor
+    from torchvision.utils import draw_bounding_boxes
+
+    img = model.preprocess.upright(img)  # boxes are drawn on the image as a viewer shows it
+    rgb = img.convert("RGB")
+    device = next(model.parameters()).device
+    (found,) = model.detect(model.preprocess(img).to(device))
+    found = {k: v.cpu() for k, v in found.items()}
+    keep = found["scores"] >= min_score
+    boxes = found["boxes"][keep].clamp(0, 1) * torch.tensor([rgb.width, rgb.height, rgb.width, rgb.height])
+    labels = [model.label_names[int(c)] for c in found["labels"][keep]]
+    scores = [round(float(s), 4) for s in found["scores"][keep]]
+    names = [f"{label} {score:.2f}" for label, score in zip(labels, scores)]
+    drawn = draw_bounding_boxes(pil_to_tensor(rgb), boxes, labels=names, colors="red", width=max(1, rgb.width // 96))
+    detections = [{"label": label, "score": score, "box": [round(v, 1) for v in box.tolist()]}
+                  for label, score, box in zip(labels, scores, boxes)]  # fmt: skip
+    return Image.fromarray(drawn.permute(1, 2, 0).numpy()), detections
 
 
 @torch.no_grad()
@@ -90,31 +126,20 @@ def detect(model: Any, paths: list[str], *, on_skip: Skip, min_score: float = 0.
     """One record per readable image: ``{"path", "detections": [{"label", "score", "box"}], "drawn"}``,
     boxes in the image's pixels (x0, y0, x1, y1), drawn onto a copy saved as ``<image>.pred.png``
     (beside the image, or in ``out_dir``; two inputs with the same name get ``-2``, ``-3``...)."""
-    from torchvision.transforms.v2.functional import pil_to_tensor
-    from torchvision.utils import draw_bounding_boxes
-
     written: set[Path] = set()
     for path in paths:
         img = read_image(path, on_skip)
         if img is None:
             continue
-        rgb = img.convert("RGB")
-        (found,) = model.detect(model.preprocess(img))
-        keep = found["scores"] >= min_score
-        boxes = found["boxes"][keep].clamp(0, 1) * torch.tensor([rgb.width, rgb.height, rgb.width, rgb.height])
-        labels = [model.label_names[int(c)] for c in found["labels"][keep]]
-        scores = [round(float(s), 4) for s in found["scores"][keep]]
-        names = [f"{label} {score:.2f}" for label, score in zip(labels, scores)]
-        drawn = draw_bounding_boxes(pil_to_tensor(rgb), boxes, labels=names, colors="red", width=max(1, rgb.width // 96))
+        drawn, detections = detect_image(model, img, min_score=min_score)
         out, n = Path(out_dir or Path(path).parent) / f"{Path(path).stem}.pred.png", 1
         while out.resolve() in written:
             n += 1
             out = out.with_name(f"{Path(path).stem}-{n}.pred.png")
         written.add(out.resolve())
         out.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(out)
-        yield {"path": path, "detections": [{"label": label, "score": score, "box": [round(v, 1) for v in box.tolist()]}
-                                            for label, score, box in zip(labels, scores, boxes)], "drawn": str(out)}  # fmt: skip
+        drawn.save(out)
+        yield {"path": path, "detections": detections, "drawn": str(out)}
 
 
 def format_records(records: list[dict[str, Any]], fmt: str) -> str:

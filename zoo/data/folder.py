@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from .preprocess import Preprocess, per_channel
+from .preprocess import PhotoSteps, Preprocess, per_channel
 
 __all__ = ["ImageFolderDataModule", "IMAGE_EXTENSIONS", "scan_image_folder"]
 
@@ -78,6 +78,8 @@ class ImageFolderDataModule(L.LightningDataModule):
             images) or "none".
         hflip: include the horizontal flip (turn it off for digits, text, anything chiral).
         strict: raise on unreadable image files instead of skipping them with a warning.
+        num_workers: DataLoader workers.
+        steps: photo steps (:class:`~zoo.data.preprocess.PhotoSteps`) applied when decoding; none by default.
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         hflip: bool = True,
         strict: bool = False,
         num_workers: int = 0,
+        steps: PhotoSteps | None = None,
     ) -> None:
         super().__init__()
         if augment not in ("standard", "none"):
@@ -110,7 +113,10 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.skipped: list[Path] = []
         self.train_set = self.val_set = None
         # Decoding: mode/channels/size fitted exactly as zoo.load's preprocess does, minus normalising.
-        self._decode = Preprocess(input_size=input_size, in_chans=in_chans, mean=[0.0] * in_chans, std=[1.0] * in_chans)
+        # The photo steps default to none: a user's folder is its own data set, and a model trained
+        # on it records the steps it was trained with (PhotoSteps in its config.json).
+        self.steps = steps or PhotoSteps.plain()
+        self._decode = Preprocess(input_size=input_size, in_chans=in_chans, mean=[0.0] * in_chans, std=[1.0] * in_chans, steps=self.steps)
 
     @classmethod
     def for_model(cls, model: Any, root: str | os.PathLike, **kwargs: Any) -> "ImageFolderDataModule":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..classifier import ImageClassifier
@@ -26,6 +27,14 @@ class TimmClassifier(ImageClassifier):
 
         self.backbone = timm.create_model(timm_name, pretrained=False, num_classes=0, in_chans=self.in_chans)
         self.head = nn.Linear(self.backbone.num_features, self.num_classes)
+
+    # timm's own feature contract, with the zoo head after its pooling.
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(self._check_input(x))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.backbone.forward_head(x, pre_logits=True)
+        return x if pre_logits else self.head(x)
 
 
 @register_model(chapter="-", recipe=Recipe(optimizer="adamw", lr=1e-3), external=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..classifier import ImageClassifier, init_cnn
@@ -50,6 +52,11 @@ class NiN(ImageClassifier):
             nn.Flatten(),
         )
         init_cnn(self)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        # The classifier is a convolution, so there is no embedding layer: the embedding is the
+        # last feature map pooled, as for the other networks.
+        return F.adaptive_avg_pool2d(x, 1).flatten(1) if pre_logits else self.head(x)
 
 
 # The book: 10 epochs of plain SGD at lr 0.1. The shared GPU recipe (SGD + Nesterov momentum 0.9 at
