@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 DATA   := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data demo test clean
+.PHONY: setup data browser demo test clean
 
 setup: $(VENV)/.installed
 
@@ -24,12 +24,22 @@ data:
 		     "or set ZOO_DATA_DIR to a folder with the four .gz files."; exit 1; \
 	fi
 
+# Chromium from Debian for the browser test of `zoo demo` (Playwright drives it; its own browser
+# download is not used).
+browser:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq chromium; \
+	else \
+		echo "Chromium is missing: run 'sudo apt-get install chromium' (the browser test of zoo demo needs it)."; exit 1; \
+	fi
+
 demo: setup data
 	$(VENV)/bin/zoo list
 	$(VENV)/bin/zoo train lenet --epochs 3
 	$(VENV)/bin/zoo eval lenet --source bundled
 
-test: setup data
+test: setup data browser
 	$(PY) -m pytest -q
 
 clean:

@@ -1,0 +1,196 @@
+"""zoo serve: the real LitServe server in a subprocess on a free port, talked to with a real HTTP
+client: good images (multipart and base64 JSON), bad ones, an oversized body, concurrent clients
+batched together, the detector's boxes, /health and /info."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("litserve")
+
+import zoo  # noqa: E402
+from zoo.data.fashion_mnist import load_fashion_mnist  # noqa: E402
+from zoo.predict import classify_images  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, *args: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "zoo", "serve", *args, "--port", str(self.port)],
+                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"zoo serve exited {self.proc.returncode}: {self.proc.stdout.read()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError("zoo serve did not become healthy in 90 s")
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # the server and its worker processes
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.stdout.read()
+
+
+@pytest.fixture(scope="module")
+def lenet_server():
+    server = Server("lenet", "--max-batch-size", "8", "--batch-timeout", "0.2")
+    yield server
+    log = server.stop()
+    assert "Traceback" not in log, log[-3000:]  # every bad request was answered, none crashed a handler
+
+
+@pytest.fixture(scope="module")
+def images():
+    data = load_fashion_mnist()
+    return [data["test_images"][i].numpy() for i in range(16)]
+
+
+def _png(array) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_classifies_like_zoo_predict_over_multipart_and_base64(lenet_server, images):
+    from PIL import Image
+
+    model = zoo.load("lenet")
+    expected = classify_images(model, [Image.fromarray(a) for a in images[:4]], top_k=5)
+    for array, want in zip(images[:4], expected):
+        form = httpx.post(lenet_server.url + "/predict", files={"image": ("item.png", _png(array), "image/png")}, timeout=30)
+        assert form.status_code == 200, form.text
+        assert form.json()["model"] == "lenet"
+        got = form.json()["predictions"]
+        assert [p["label"] for p in got] == [p["label"] for p in want]
+        assert all(abs(a["probability"] - b["probability"]) < 1e-4 for a, b in zip(got, want))
+        body = {"image": base64.b64encode(_png(array)).decode(), "top_k": 2}
+        as_json = httpx.post(lenet_server.url + "/predict", json=body, timeout=30).json()
+        assert [p["label"] for p in as_json["predictions"]] == [p["label"] for p in want[:2]]
+
+
+def test_bad_requests_get_a_400_or_415_that_says_what_to_send(lenet_server):
+    post = lambda **kw: httpx.post(lenet_server.url + "/predict", timeout=30, **kw)  # noqa: E731
+    cases = [
+        (post(files={"image": ("x.png", b"\x89PNG\r\n\x1a\n not an image", "image/png")}), 400, "cannot read the image"),
+        (post(json={"image": "%%% not base64"}), 400, "not valid base64"),
+        (post(json={"picture": "abc"}), 400, "no 'image' in the JSON"),
+        (post(files={"file": ("x.png", b"abc", "image/png")}), 400, "no file field 'image'"),
+        (post(content=b"{not json", headers={"content-type": "application/json"}), 400, "not valid JSON"),
+        (post(content=b"raw bytes", headers={"content-type": "image/png"}), 415, "send multipart/form-data"),
+        (post(json={"image": base64.b64encode(_png(load_fashion_mnist()["test_images"][0].numpy())).decode(), "top_k": 0}),
+         400, "top_k must be at least 1"),
+    ]  # fmt: skip
+    for response, status, words in cases:
+        assert response.status_code == status, response.text
+        assert words in response.json()["detail"], response.text
+
+
+def test_an_oversized_upload_is_refused(lenet_server):
+    response = httpx.post(lenet_server.url + "/predict", files={"image": ("big.png", b"\0" * (11 * 2**20), "image/png")}, timeout=60)
+    assert response.status_code == 413
+
+
+def test_concurrent_clients_are_batched_and_each_gets_its_own_answer(lenet_server, images):
+    from PIL import Image
+
+    want = [p[0]["label"] for p in classify_images(zoo.load("lenet"), [Image.fromarray(a) for a in images], top_k=1)]
+
+    def ask(array):
+        r = httpx.post(lenet_server.url + "/predict", files={"image": ("i.png", _png(array), "image/png")}, timeout=60)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(ask, images))
+    assert [a["predictions"][0]["label"] for a in answers] == want
+    assert max(a["batch_size"] for a in answers) > 1  # some requests shared a forward pass
+
+
+def test_health_and_info(lenet_server):
+    assert httpx.get(lenet_server.url + "/health").text == "ok"
+    info = httpx.get(lenet_server.url + "/info").json()["model"]
+    bundled = zoo.get_weights("lenet")
+    assert info["name"] == "lenet" and info["sha256"] == bundled.sha256 and info["test_score"] == bundled.test_score
+    assert info["preprocessing"]["input_size"] == 28 and info["preprocessing"]["photo_steps"]["auto_invert"] is True
+    assert info["max_upload_mb"] == 10 and info["max_batch_size"] == 8
+
+
+def test_the_detector_returns_boxes_in_pixels(tmp_path):
+    from zoo.detection.scenes import make_scenes
+
+    from PIL import Image
+
+    from zoo.predict import detect_image
+
+    data = load_fashion_mnist()
+    scenes, _ = make_scenes(data["test_images"], data["test_labels"], n=3, seed=3)
+    server = Server("tiny_ssd")
+    try:
+        answers = [httpx.post(server.url + "/predict", files={"image": ("s.png", _png(s[0].numpy()), "image/png")},
+                              data={"min_score": "0.3"}, timeout=60) for s in scenes]  # fmt: skip
+    finally:
+        server.stop()
+    model = zoo.load("tiny_ssd")
+    for r, scene in zip(answers, scenes):
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["width"] == body["height"] == scene.shape[-1] and body["detections"]
+        _, local = detect_image(model, Image.fromarray(scene[0].numpy()), min_score=0.3)  # what zoo predict reports
+        assert [d["label"] for d in body["detections"]] == [d["label"] for d in local]
+        for a, b in zip(body["detections"], local):
+            assert max(abs(u - v) for u, v in zip(a["box"], b["box"])) <= 0.2
+
+
+def test_a_missing_model_fails_in_one_line_before_serving():
+    out = subprocess.run([sys.executable, "-m", "zoo", "serve", "no_such_model", "--port", str(_free_port())],
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 2 and out.stderr.strip().startswith("zoo: error:") and "Traceback" not in out.stderr
+
+
+def test_an_unbatched_server_answers_too(images):
+    # --max-batch-size 1: LitServe then hands predict one request, not a list.
+    server = Server("lenet", "--max-batch-size", "1")
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda a: httpx.post(server.url + "/predict", files={"image": ("i.png", _png(a), "image/png")},
+                                                         timeout=60), images[:8]))  # fmt: skip
+    finally:
+        log = server.stop()
+    assert [r.status_code for r in answers] == [200] * 8, answers[0].text
+    assert all(r.json()["batch_size"] == 1 for r in answers)
+    assert "Traceback" not in log

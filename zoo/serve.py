@@ -1,0 +1,208 @@
+"""``zoo serve MODEL``: a trained model behind HTTP, on LitServe.
+
+    POST /predict   an image, as multipart form data (field ``image``) or JSON ``{"image": "<base64>"}``;
+                    optional ``top_k`` (classifiers) or ``min_score`` (detectors), in the form or the JSON
+                    -> {"model", "predictions": [{"label", "probability"}]}  (classifiers)
+                    -> {"model", "width", "height", "detections": [{"label", "score", "box"}]}  (detectors)
+    GET  /health    "ok" once the model is loaded
+    GET  /info      the model's metadata (name, sha256, test score, preprocessing, labels) and the server's settings
+
+Requests from different clients are batched (``max_batch_size`` images, waiting at most
+``batch_timeout`` seconds to fill a batch). A request that is not a readable image gets a 400
+with the reason; a body over ``max_upload_mb`` gets a 413 before it is read. The preprocessing is
+the model's own (``zoo.load(...).preprocess``, photo steps included), as in ``zoo predict``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+from typing import Any
+
+__all__ = ["ZooAPI", "build_server", "model_metadata", "DEFAULT_MAX_UPLOAD_MB"]
+
+#: The largest request body accepted, in MiB: a 12-megapixel JPEG is 3-8 MiB.
+DEFAULT_MAX_UPLOAD_MB = 10
+
+#: What a client should send, for every 400 and 415.
+SEND_HOW = "send multipart/form-data with the image in a file field 'image', or JSON {\"image\": \"<base64 of the image file>\"}"
+
+try:
+    import litserve as ls
+    from fastapi import HTTPException
+except ImportError as err:  # the serve extra is optional
+    raise ImportError("zoo serve needs LitServe: pip install 'd2l-zoo[serve]'") from err
+
+
+def model_metadata(model: Any) -> dict[str, Any]:
+    """What a client may want to know of a loaded model (JSON-ready): the same facts as
+    ``zoo.get_weights``, for the weights actually served."""
+    info = getattr(model, "checkpoint", None) or {}
+    key = f"test/{model.score}"
+    return {
+        "name": model.model_name,
+        "task": model.task,
+        "source": info.get("source"),
+        "sha256": info.get("sha256"),
+        "test_score": (info.get("metrics") or {}).get(key),
+        "score_label": model.score_label,
+        "label_names": list(model.label_names),
+        "preprocessing": {"input_size": model.input_size, "in_chans": model.in_chans, "mean": list(model.mean),
+                          "std": list(model.std), "photo_steps": model.preprocess.steps.to_dict()},  # fmt: skip
+    }
+
+
+class ZooAPI(ls.LitAPI):
+    """The LitServe API of one zoo model: decode an image, batch, predict, encode.
+
+    Args:
+        model: a name or path for :func:`zoo.load` (loaded in ``setup``, once per worker).
+        top_k: classes returned per image unless the request asks for another number.
+        min_score: detectors: the lowest score returned unless the request asks otherwise.
+        photo_steps: steps to switch off (names of :class:`~zoo.data.preprocess.PhotoSteps` fields).
+        trust_unverified: load a folder whose config.json records no sha256.
+        max_batch_size, batch_timeout: LitServe's batching across requests.
+    """
+
+    def __init__(self, model: str, *, top_k: int = 5, min_score: float = 0.5, steps_off: tuple[str, ...] = (),
+                 trust_unverified: bool = False, max_batch_size: int = 16, batch_timeout: float = 0.01) -> None:  # fmt: skip
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+        self.model_ref, self.top_k, self.min_score = model, top_k, min_score
+        self.steps_off, self.trust_unverified = tuple(steps_off), trust_unverified
+
+    def setup(self, device: str) -> None:
+        import torch
+
+        from .hub import load
+
+        torch.set_grad_enabled(False)  # serving never trains; set here, in the worker process
+        self.model = load(self.model_ref, device=device, trust_unverified=self.trust_unverified)
+        if self.steps_off:
+            self.model.preprocess = self.model.preprocess.with_steps(self.model.preprocess.steps.without(*self.steps_off))
+
+    # ------------------------------------------------------------------------------- one request
+    def decode_request(self, request) -> dict[str, Any]:  # no annotation: LitServe then hands over the parsed body
+        from .predict import read_image
+
+        if hasattr(request, "getlist"):  # multipart or url-encoded form
+            upload = request.get("image")
+            if upload is None or not hasattr(upload, "file"):
+                raise HTTPException(400, "no file field 'image' in the form: " + SEND_HOW)
+            data, options = upload.file.read(), request
+        elif isinstance(request, dict):
+            encoded = request.get("image")
+            if not isinstance(encoded, str):
+                raise HTTPException(400, "no 'image' in the JSON: " + SEND_HOW)
+            try:
+                data = base64.b64decode(encoded.split(",", 1)[-1] if encoded.startswith("data:") else encoded, validate=True)
+            except (binascii.Error, ValueError):
+                raise HTTPException(400, "'image' is not valid base64") from None
+            options = request
+        else:
+            raise HTTPException(400, SEND_HOW)
+        reasons: list[str] = []
+        img = read_image(io.BytesIO(data), lambda _, why: reasons.append(why), name="upload")
+        if img is None:
+            raise HTTPException(400, f"cannot read the image: {reasons[0] if reasons else 'unknown format'}")
+        return {"image": img, "top_k": _number(options, "top_k", int, self.top_k, low=1),
+                "min_score": _number(options, "min_score", float, self.min_score, low=0.0)}  # fmt: skip
+
+    def batch(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return inputs  # images of any size: preprocess stacks them in predict
+
+    def predict(self, inputs: list[dict[str, Any]] | dict[str, Any]) -> list[dict[str, Any]] | dict[str, Any]:
+        if isinstance(inputs, dict):  # max_batch_size 1: LitServe hands over one request, unbatched
+            return self._predict([inputs])[0]
+        return self._predict(inputs)
+
+    def _predict(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from .predict import classify_images, detect_image
+
+        n = len(inputs)
+        if self.model.task == "detection":
+            outputs = []
+            for item in inputs:
+                _, found = detect_image(self.model, item["image"], min_score=item["min_score"])
+                upright = self.model.preprocess.upright(item["image"])
+                outputs.append({"width": upright.width, "height": upright.height, "detections": found, "batch_size": n})
+            return outputs
+        top = max(item["top_k"] for item in inputs)
+        ranked = classify_images(self.model, [item["image"] for item in inputs], top_k=top)
+        return [{"predictions": r[: item["top_k"]], "batch_size": n} for r, item in zip(ranked, inputs)]
+
+    def unbatch(self, output: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return output
+
+    def encode_response(self, output: dict[str, Any]) -> dict[str, Any]:
+        # batch_size: how many requests shared this forward pass (what --max-batch-size tunes).
+        return {"model": self.model.model_name, **output}
+
+
+def _number(options: Any, key: str, kind: type, default: Any, *, low: float) -> Any:
+    value = options.get(key) if hasattr(options, "get") else None
+    if value is None:
+        return default
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise HTTPException(400, f"{key} must be a{'n integer' if kind is int else ' number'}, got {value!r}") from None
+    if number < low:
+        raise HTTPException(400, f"{key} must be at least {low}, got {value!r}")
+    return number
+
+
+class RequestCheck:
+    """ASGI middleware: a POST to the predict path must be a form or valid JSON. Anything else gets
+    a 415 or 400 that says what to send (LitServe would answer 500 after logging a traceback)."""
+
+    FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+    def __init__(self, app: Any, path: str = "/predict") -> None:
+        self.app, self.path = app, path
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
+            return await self.app(scope, receive, send)
+        ctype = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+        if ctype in self.FORMS:
+            return await self.app(scope, receive, send)
+        if ctype != "application/json":
+            return await _reply(scope, receive, send, 415, f"content type {ctype or 'none'!r}: " + SEND_HOW)
+        body, more = b"", True
+        while more:  # the size limit (an outer middleware) has already been applied
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        try:
+            json.loads(body)
+        except ValueError:
+            return await _reply(scope, receive, send, 400, "the body is not valid JSON: " + SEND_HOW)
+        sent = False
+
+        async def replay() -> dict:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+
+
+async def _reply(scope: dict, receive: Any, send: Any, status: int, detail: str) -> None:
+    from starlette.responses import JSONResponse
+
+    await JSONResponse({"detail": detail}, status_code=status)(scope, receive, send)
+
+
+def build_server(model: Any, api: ZooAPI, *, accelerator: str = "cpu", workers: int = 1,
+                 max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, timeout: float = 30.0) -> "ls.LitServer":  # fmt: skip
+    """The LitServer for ``api``; ``model`` (loaded in this process) gives /info its metadata."""
+    return ls.LitServer(api, accelerator=accelerator, devices=1, workers_per_device=workers, timeout=timeout,
+                        model_metadata={**model_metadata(model), "max_batch_size": api.max_batch_size,
+                                        "max_upload_mb": max_upload_mb},
+                        max_payload_size=int(max_upload_mb * 1024 * 1024), middlewares=[(RequestCheck, {"path": api.api_path})])  # fmt: skip
+
