@@ -173,3 +173,25 @@ def test_timm_source_finetunes_exports_and_loads(tmp_path, fmnist):
     x = model.preprocess(Image.fromarray(fmnist["test_images"][0].numpy()))
     assert x.shape == (1, 1, 32, 32) and model(x).shape == (1, 3)
     assert "timm" not in zoo.list_models() and "timm" in zoo.list_models(external=True)
+
+
+def test_compare_with_scratch_reports_every_arm_over_seeds(tmp_path, fmnist, capsys):
+    import json
+
+    data = make_folder(tmp_path / "data", fmnist, 12)
+    args = ["finetune", "--source", "lenet_bn", "--data", str(data), "--epochs", "1", "--batch-size", "8", "--compare-scratch",
+            "--seeds", "0,1", "--out", str(tmp_path / "run"), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "run" / "compare.json").read_text())
+    assert summary["seeds"] == [0, 1] and list(summary["scratch"]) == ["softmax", "mlp", "lenet", "lenet_bn"]
+    for arm in [summary["finetuned"], *summary["scratch"].values()]:
+        assert len(arm["runs"]) == 2 and all(0.0 <= r <= 1.0 for r in arm["runs"])
+        assert abs(arm["mean"] - sum(arm["runs"]) / 2) <= 1e-4 and arm["sd"] >= 0.0
+    best = max(summary["scratch"], key=lambda n: summary["scratch"][n]["mean"])
+    assert summary["best_scratch"] == best
+    assert summary["margin"] == round(summary["finetuned"]["mean"] - summary["scratch"][best]["mean"], 4)
+    assert " ± " in out and f"best from scratch: {best}" in out
+    assert (tmp_path / "run" / "seed-1" / "export" / "model.safetensors").is_file()
+    assert main(["finetune", "--source", "lenet_bn", "--data", str(data), "--seeds", "0,1"]) == 2  # --seeds needs --compare-scratch
+    assert "--seeds goes with --compare-scratch" in capsys.readouterr().err

@@ -26,6 +26,16 @@ def _devices(value: str) -> int | str | list[int]:
         raise argparse.ArgumentTypeError(f"--devices takes 'auto', a count or a comma list of ids, got {value!r}") from None
 
 
+def _seeds(value: str) -> list[int]:
+    try:
+        seeds = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes a comma list of integers, got {value!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds takes distinct integers, got {value!r}")
+    return seeds
+
+
 def _port(value: str) -> int:
     number = int(value)
     if not 0 <= number <= 65535:
@@ -161,7 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_ft.add_argument("--input-size", type=_positive_int, help="timm sources: image side (default: timm's)")
     p_ft.add_argument("--timm-weights", help="timm sources: a local weights file (offline machines)")
     p_ft.add_argument("--seed", type=int, default=0)
-    p_ft.add_argument("--compare-scratch", action="store_true", help="also train the same network from scratch")
+    p_ft.add_argument("--compare-scratch", action="store_true",
+                      help="also train the zoo's small classifiers and the source's network from scratch, each at its own "
+                           "registered learning rate, with the same data and budget; report the best")  # fmt: skip
+    p_ft.add_argument("--seeds", type=_seeds, help="with --compare-scratch: run every arm once per seed (e.g. 0,1,2,3,4) "
+                      "and report mean ± sd")  # fmt: skip
     p_ft.add_argument("--out", default="runs/finetune")
     p_ft.add_argument("--accelerator", default="auto")
     p_ft.add_argument("--no-progress", action="store_true")
@@ -284,20 +298,33 @@ def _eval_folder(model, args: argparse.Namespace) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from .finetune import finetune
+    from .finetune import compare_with_scratch, finetune
 
-    r = finetune(
-        args.source, args.data, epochs=args.epochs, lr=args.lr, backbone_lr_ratio=args.backbone_lr_ratio,
-        strategy=args.strategy, unfreeze_epoch=args.unfreeze_epoch, optimizer=args.optimizer, batch_size=args.batch_size,
+    if args.seeds and not args.compare_scratch:
+        raise ValueError("--seeds goes with --compare-scratch (one fine-tune takes --seed)")
+    options = dict(
+        epochs=args.epochs, lr=args.lr, backbone_lr_ratio=args.backbone_lr_ratio, strategy=args.strategy,
+        unfreeze_epoch=args.unfreeze_epoch, optimizer=args.optimizer, batch_size=args.batch_size,
         val_fraction=args.val_fraction, hflip=not args.no_hflip, augment="none" if args.no_augment else "standard",
-        strict=args.strict, seed=args.seed, in_chans=args.in_chans, input_size=args.input_size,
-        timm_weights=args.timm_weights, compare_scratch=args.compare_scratch,
+        strict=args.strict, in_chans=args.in_chans, input_size=args.input_size, timm_weights=args.timm_weights,
         out_dir=args.out, accelerator=args.accelerator, progress_bar=not args.no_progress,
     )  # fmt: skip
+    if args.compare_scratch:
+        c = compare_with_scratch(args.source, args.data, seeds=args.seeds or [args.seed], **options)
+        n = len(c["seeds"])
+        print(f"\n{c['source']} on {len(c['classes'])} classes ({c['train_images']} training, {c['val_images']} validation images), "
+              f"{c['epochs']} epochs, batch {c['batch_size']}, seed{'s' if n > 1 else ''} {','.join(map(str, c['seeds']))}: val/acc")
+        arm = lambda a: f"{a['mean']:.4f}" + (f" ± {a['sd']:.4f}" if n > 1 else "")  # noqa: E731
+        print(f"  fine-tuned {c['source']:<22} {arm(c['finetuned'])}")
+        for name, a in c["scratch"].items():
+            print(f"  from scratch {name:<20} {arm(a)}")
+        print(f"  best from scratch: {c['best_scratch']}; fine-tuning {c['margin']:+.4f}"
+              + ("" if n > 1 else "  (one seed: use --seeds 0,1,2,3,4 before drawing a conclusion)"))  # fmt: skip
+        print(f"  written: {c['written']}; exports: {args.out}/seed-*/export")
+        return 0
+    r = finetune(args.source, args.data, seed=args.seed, **options)
     print(f"\nfine-tuned {r['source']} on {len(r['classes'])} classes ({r['train_images']} training, {r['val_images']} validation images), {r['epochs']} epochs")
     print(f"  val/acc fine-tuned    {r['val_acc']:.4f}")
-    if "scratch_val_acc" in r:
-        print(f"  val/acc from scratch  {r['scratch_val_acc']:.4f}  (same network, data, epochs, optimizer, seed)")
     print(f"  exported: {r['export']}   try: zoo predict --model {r['export']} IMAGE...")
     return 0
 

@@ -22,9 +22,11 @@ from .hub import load
 from .recipe import Recipe
 from .registry import build_model
 
-__all__ = ["FineTuner", "BackboneFreeze", "STRATEGIES"]
+__all__ = ["FineTuner", "BackboneFreeze", "STRATEGIES", "BASELINES", "compare_with_scratch"]
 
 STRATEGIES = ("no_freeze", "freeze", "freeze_unfreeze")
+#: What a user could train from scratch instead of fine-tuning: the zoo's small classifiers.
+BASELINES = ("softmax", "mlp", "lenet", "lenet_bn")
 
 
 class FineTuner(ClassifierSteps, L.LightningModule):
@@ -203,16 +205,14 @@ def finetune(
     in_chans: int | None = None,
     input_size: int | None = None,
     timm_weights: str | None = None,
-    compare_scratch: bool = False,
     out_dir: str | os.PathLike = "runs/finetune",
     accelerator: str = "auto",
     progress_bar: bool = True,
     callbacks: Sequence[L.Callback] = (),
 ) -> dict[str, Any]:
     """Fine-tune ``source`` on the image folder ``data`` and export the result to ``<out_dir>/export``.
-
-    With ``compare_scratch`` the same network is also trained from scratch with the same data,
-    epochs, optimizer and seed, and both validation accuracies are returned.
+    Returns the classes, image counts, validation top-1 (``val_acc``) and the export's path. For a
+    fair comparison with training from scratch, over seeds, see :func:`compare_with_scratch`.
     """
     from pathlib import Path
 
@@ -250,6 +250,80 @@ def finetune(
                              training={"finetuned_from": str(source), "epochs": epochs, "lr": lr, "backbone_lr_ratio": backbone_lr_ratio,
                                        "strategy": strategy, "seed": seed, "data": str(data)})  # fmt: skip
     results["export"] = str(export)
-    if compare_scratch:
-        _, results["scratch_val_acc"] = run(False, out / "scratch")
     return results
+
+
+def _scratch_val_acc(name: str, data: str | os.PathLike, *, seed: int, epochs: int, batch_size: int, val_fraction: float,
+                     hflip: bool, augment: str, strict: bool, accelerator: str, progress_bar: bool, out: "os.PathLike") -> float:  # fmt: skip
+    """Validation top-1 of the registered model ``name`` trained from scratch on the folder, with
+    its own registered optimiser, learning rate and weight decay (its fair setting), and the
+    same data split, epochs and batch size as the fine-tune."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from .data.folder import ImageFolderDataModule
+    from .registry import get_spec
+
+    r = get_spec(name).recipe
+    L.seed_everything(seed, workers=True, verbose=False)
+    probe = load_source(name)
+    dm = ImageFolderDataModule.for_model(probe, data, batch_size=batch_size, val_fraction=val_fraction, seed=seed,
+                                         augment=augment, hflip=hflip, strict=strict)  # fmt: skip
+    dm.setup()
+    module = FineTuner(source=name, num_classes=len(dm.classes), label_names=dm.classes, lr=r.lr, optimizer=r.optimizer,
+                       weight_decay=r.weight_decay, pretrained=False)  # fmt: skip
+    trainer = L.Trainer(max_epochs=epochs, accelerator=accelerator, devices=1, logger=False, enable_progress_bar=progress_bar,
+                        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
+                        callbacks=[ModelCheckpoint(dirpath=out, save_top_k=0, save_last=False)])  # fmt: skip
+    trainer.fit(module, datamodule=dm)
+    return float(trainer.callback_metrics["val/acc"])
+
+
+def _mean_sd(values: list[float]) -> dict[str, Any]:
+    import statistics
+
+    return {"mean": round(statistics.fmean(values), 4), "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+            "runs": [round(v, 4) for v in values]}  # fmt: skip
+
+
+def compare_with_scratch(source: str | os.PathLike, data: str | os.PathLike, *, seeds: Sequence[int] = (0, 1, 2, 3, 4),
+                         baselines: Sequence[str] = BASELINES, out_dir: str | os.PathLike = "runs/finetune",
+                         **options: Any) -> dict[str, Any]:  # fmt: skip
+    """Fine-tune ``source`` on ``data`` once per seed, and train every baseline (the zoo's small
+    classifiers, and the source's own architecture) from scratch with the same data split, epochs
+    and batch size, each with its own registered optimiser and learning rate. Returns mean, sd and
+    the runs of each arm (validation top-1), the best baseline by its mean, and the fine-tune's
+    margin over it. ``options``: :func:`finetune`'s keywords. Each seed's fine-tune is exported
+    to ``<out_dir>/seed-<seed>/export``."""
+    from pathlib import Path
+
+    if not seeds:
+        raise ValueError("give at least one seed")
+    out = Path(out_dir)
+    options = {k: v for k, v in options.items() if k != "seed"}
+    arch = load_source(source, in_chans=options.get("in_chans"), input_size=options.get("input_size"),
+                       timm_weights=options.get("timm_weights")).model_name  # fmt: skip
+    names = list(dict.fromkeys([*baselines, arch]))  # the source's own network from scratch too, once
+    tuned: list[float] = []
+    scratch: dict[str, list[float]] = {n: [] for n in names}
+    first: dict[str, Any] = {}
+    shared = {k: options.get(k, d) for k, d in (("epochs", 5), ("batch_size", 32), ("val_fraction", 0.2), ("hflip", True),
+                                                  ("augment", "standard"), ("strict", False), ("accelerator", "auto"),
+                                                  ("progress_bar", True))}  # fmt: skip
+    for seed in seeds:
+        result = finetune(source, data, seed=seed, out_dir=out / f"seed-{seed}", **options)
+        first = first or result
+        tuned.append(result["val_acc"])
+        for name in names:
+            scratch[name].append(_scratch_val_acc(name, data, seed=seed, out=out / f"seed-{seed}" / f"scratch-{name}", **shared))
+    arms = {name: _mean_sd(values) for name, values in scratch.items()}
+    best = max(names, key=lambda n: arms[n]["mean"])
+    summary = {"source": str(source), "data": str(data), "seeds": list(seeds), "classes": first["classes"],
+               "train_images": first["train_images"], "val_images": first["val_images"], "epochs": shared["epochs"],
+               "batch_size": shared["batch_size"], "finetuned": _mean_sd(tuned), "scratch": arms, "best_scratch": best,
+               "margin": round(_mean_sd(tuned)["mean"] - arms[best]["mean"], 4)}  # fmt: skip
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary["written"] = str(out / "compare.json")
+    return summary
