@@ -194,3 +194,14 @@ def test_an_unbatched_server_answers_too(images):
     assert [r.status_code for r in answers] == [200] * 8, answers[0].text
     assert all(r.json()["batch_size"] == 1 for r in answers)
     assert "Traceback" not in log
+
+
+@pytest.mark.parametrize("command,module,extra", [("serve", "litserve", "serve"), ("demo", "gradio", "demo")])
+def test_a_missing_extra_names_its_install_command(tmp_path, command, module, extra):
+    # A package of that name that cannot be imported stands in for one that is not installed.
+    (tmp_path / module).mkdir()
+    (tmp_path / module / "__init__.py").write_text(f'raise ImportError("No module named {module}")\n')
+    args = [sys.executable, "-m", "zoo", command] + (["lenet"] if command == "serve" else []) + ["--port", str(_free_port())]
+    out = subprocess.run(args, env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert f"pip install 'd2l-zoo[{extra}]'" in out.stderr
