@@ -195,3 +195,13 @@ def test_compare_with_scratch_reports_every_arm_over_seeds(tmp_path, fmnist, cap
     assert (tmp_path / "run" / "seed-1" / "export" / "model.safetensors").is_file()
     assert main(["finetune", "--source", "lenet_bn", "--data", str(data), "--seeds", "0,1"]) == 2  # --seeds needs --compare-scratch
     assert "--seeds goes with --compare-scratch" in capsys.readouterr().err
+
+
+def test_the_default_budget_is_counted_in_steps():
+    from zoo.finetune import DEFAULT_STEPS, default_epochs
+
+    assert default_epochs(100, 32) == 75 and default_epochs(100, 32) * 4 == DEFAULT_STEPS  # 4 batches an epoch
+    assert default_epochs(50, 32) == 150
+    assert default_epochs(1000, 32) == 10
+    assert default_epochs(100_000, 32) == 5  # at least 5 epochs
+    assert default_epochs(1, 32) == 300  # at most 300

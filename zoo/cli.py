@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_ft = sub.add_parser("finetune", parents=[common], help="fine-tune a pretrained network on your image folder (root/<class>/*)")
     p_ft.add_argument("--source", default="lenet", help="zoo model name, checkpoint folder, or timm:<name> (default lenet)")
     p_ft.add_argument("--data", required=True, help="image folder: root/<class>/* or root/train|val/<class>/*")
-    p_ft.add_argument("--epochs", type=_positive_int, default=5)
+    p_ft.add_argument("--epochs", type=_positive_int, help="default: about 300 optimisation steps (5 to 300 epochs), said when chosen")
     p_ft.add_argument("--lr", type=float, default=1e-2, help="learning rate of the new head")
     p_ft.add_argument("--backbone-lr-ratio", type=float, default=0.1, help="copied layers learn at lr x this (book: 0.1)")
     p_ft.add_argument("--strategy", choices=("no_freeze", "freeze", "freeze_unfreeze"), default="no_freeze")
