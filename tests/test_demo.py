@@ -85,10 +85,12 @@ def _top_label(page, previous: str | None = None) -> str:
     raise AssertionError(f"no new label appeared; the page says: {page.inner_text('#zoo-scores')[:300]}")
 
 
-def _zoo_predict_top(path: Path) -> str:
-    out = subprocess.run([sys.executable, "-m", "zoo", "predict", "lenet_bn", str(path), "--format", "csv", "--top-k", "1"],
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
-    return out.stdout.splitlines()[1].split(",")[2]
+def _zoo_predict_top(path: Path, tmp_path: Path) -> str:
+    from zoo.cli import main
+
+    out = tmp_path / f"{path.stem}.csv"
+    assert main(["predict", "lenet_bn", str(path), "--format", "csv", "--top-k", "1", "--output", str(out)]) == 0
+    return out.read_text().splitlines()[1].split(",")[2]
 
 
 def test_the_page_shows_the_label_zoo_predict_gives(page, tmp_path):
@@ -99,7 +101,7 @@ def test_the_page_shows_the_label_zoo_predict_gives(page, tmp_path):
         Image.fromarray(data["test_images"][i].numpy()).save(path)
         page.set_input_files("#zoo-image input[type=file]", str(path))
         shown = _top_label(page, previous=shown)
-        assert shown == _zoo_predict_top(path) == CLASSES[int(data["test_labels"][i])]
+        assert shown == _zoo_predict_top(path, tmp_path) == CLASSES[int(data["test_labels"][i])]
 
 
 def test_a_photo_is_read_through_the_photo_steps_and_shown_as_the_network_sees_it(page, tmp_path):
@@ -110,7 +112,7 @@ def test_a_photo_is_read_through_the_photo_steps_and_shown_as_the_network_sees_i
     page.get_by_label("Show what the network sees").check()
     page.set_input_files("#zoo-image input[type=file]", str(path))
     shown = _top_label(page, previous=previous)
-    assert shown == _zoo_predict_top(path) == CLASSES[int(data["test_labels"][2])]
+    assert shown == _zoo_predict_top(path, tmp_path) == CLASSES[int(data["test_labels"][2])]
     page.wait_for_selector("#zoo-seen img", timeout=60_000)
     time.sleep(1.0)  # let the images finish painting
     shot = Path(os.environ.get("ZOO_DEMO_SCREENSHOT") or tmp_path / "demo.png")

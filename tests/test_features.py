@@ -41,12 +41,13 @@ def test_features_head_and_stages_compose_to_forward(name):
         features = model.forward_features(x)
         embedding = model.forward_head(features, pre_logits=True)
         logits = model.forward_head(features)
-        stages = FeatureExtractor(model)(x)
+        extractor = FeatureExtractor(model)
+        stages = extractor(x)
         reference = model(x)
     assert tuple(features.shape) == (2, *feature_shape)
     assert tuple(embedding.shape) == (2, embed)
     torch.testing.assert_close(logits, reference)
-    assert [s.shape[1] for s in stages] == stage_channels == FeatureExtractor(model).channels()
+    assert [s.shape[1] for s in stages] == stage_channels == extractor.channels()
     torch.testing.assert_close(stages[-1], features)
 
 
