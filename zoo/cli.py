@@ -96,7 +96,7 @@ def _apply_photo_flags(model, args: argparse.Namespace) -> None:
     """Switch off the photo steps the command line names, for this command only."""
     names = _steps_off(args)
     if names and hasattr(model, "preprocess"):
-        model.preprocess = model.preprocess.with_steps(model.preprocess.steps.without(*names))
+        model.preprocess = model.preprocess.without(*names)
 
 
 def _recipe_overrides(args: argparse.Namespace) -> dict:

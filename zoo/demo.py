@@ -43,8 +43,7 @@ def _model(name: str, steps_off: tuple[str, ...]) -> Any:
     from .hub import load
 
     model = load(name)
-    if steps_off:
-        model.preprocess = model.preprocess.with_steps(model.preprocess.steps.without(*steps_off))
+    model.preprocess = model.preprocess.without(*steps_off)
     return model
 
 

@@ -79,8 +79,7 @@ class ZooAPI(ls.LitAPI):
 
         torch.set_grad_enabled(False)  # serving never trains; set here, in the worker process
         self.model = load(self.model_ref, device=device, trust_unverified=self.trust_unverified)
-        if self.steps_off:
-            self.model.preprocess = self.model.preprocess.with_steps(self.model.preprocess.steps.without(*self.steps_off))
+        self.model.preprocess = self.model.preprocess.without(*self.steps_off)
 
     # ------------------------------------------------------------------------------- one request
     def decode_request(self, request) -> dict[str, Any]:  # no annotation: LitServe then hands over the parsed body
@@ -124,9 +123,8 @@ class ZooAPI(ls.LitAPI):
         if self.model.task == "detection":
             outputs = []
             for item in inputs:
-                _, found = detect_image(self.model, item["image"], min_score=item["min_score"])
-                upright = self.model.preprocess.upright(item["image"])
-                outputs.append({"width": upright.width, "height": upright.height, "detections": found, "batch_size": n})
+                drawn, found = detect_image(self.model, item["image"], min_score=item["min_score"])  # drawn: the upright image
+                outputs.append({"width": drawn.width, "height": drawn.height, "detections": found, "batch_size": n})
             return outputs
         top = max(item["top_k"] for item in inputs)
         ranked = classify_images(self.model, [item["image"] for item in inputs], top_k=top)

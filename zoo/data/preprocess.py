@@ -157,6 +157,10 @@ class Preprocess:
         return Preprocess(input_size=self.input_size, in_chans=self.in_chans, mean=self.mean.flatten().tolist(),
                           std=self.std.flatten().tolist(), steps=steps)  # fmt: skip
 
+    def without(self, *names: str) -> "Preprocess":
+        """The same preprocessing with these photo steps switched off (see :meth:`PhotoSteps.without`)."""
+        return self.with_steps(self.steps.without(*names)) if names else self
+
     def upright(self, image: Any) -> Any:
         """A PIL image turned as its EXIF orientation says (when the ``exif`` step is on); anything
         else as it is. The detector draws its boxes on this."""
