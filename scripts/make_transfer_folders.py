@@ -3,7 +3,7 @@
 
     python scripts/make_transfer_folders.py data/split --per-class 10
     zoo finetune --source data/split/source --data data/split/target --compare-scratch --seeds 0,1,2,3,4
-    zoo eval runs/finetune/seed-0/export --data data/split/test
+    zoo eval runs/finetune/version_0/seed-0/export --data data/split/test
 
 The source network (lenet_bn, trained here for --source-epochs on the training images of
 T-shirt/top, Trouser, Pullover, Dress and Coat only) never sees the other five classes. The

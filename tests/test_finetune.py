@@ -136,6 +136,7 @@ def test_freeze_unfreeze_resumes_with_both_parameter_groups(tmp_path, fmnist):
 def test_finetune_learns_exports_and_predicts(tmp_path, fmnist, capsys):
     data = make_folder(tmp_path / "data", fmnist, 60)
     result = finetune("lenet", data, epochs=5, lr=1e-2, batch_size=16, out_dir=tmp_path / "run", progress_bar=False)
+    assert result["run_dir"] == str(tmp_path / "run" / "version_0") and result["export"] == str(tmp_path / "run" / "version_0" / "export")
     # 3 regrouped classes, 144 training and 36 validation images: measured 0.944 (from scratch: 0.333).
     assert result["val_acc"] > 0.8, result
     assert result["classes"] == ["footwear", "other", "tops"]
@@ -183,7 +184,7 @@ def test_compare_with_scratch_reports_every_arm_over_seeds(tmp_path, fmnist, cap
             "--seeds", "0,1", "--out", str(tmp_path / "run"), "--no-progress"]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
-    summary = json.loads((tmp_path / "run" / "compare.json").read_text())
+    summary = json.loads((tmp_path / "run" / "version_0" / "compare.json").read_text())
     assert summary["seeds"] == [0, 1] and list(summary["scratch"]) == ["softmax", "mlp", "lenet", "lenet_bn"]
     for arm in [summary["finetuned"], *summary["scratch"].values()]:
         assert len(arm["runs"]) == 2 and all(0.0 <= r <= 1.0 for r in arm["runs"])
@@ -192,7 +193,8 @@ def test_compare_with_scratch_reports_every_arm_over_seeds(tmp_path, fmnist, cap
     assert summary["best_scratch"] == best
     assert summary["margin"] == round(summary["finetuned"]["mean"] - summary["scratch"][best]["mean"], 4)
     assert " ± " in out and f"best from scratch: {best}" in out
-    assert (tmp_path / "run" / "seed-1" / "export" / "model.safetensors").is_file()
+    assert summary["run_dir"] == str(tmp_path / "run" / "version_0")
+    assert (tmp_path / "run" / "version_0" / "seed-1" / "export" / "model.safetensors").is_file()
     assert main(["finetune", "--source", "lenet_bn", "--data", str(data), "--seeds", "0,1"]) == 2  # --seeds needs --compare-scratch
     assert "--seeds goes with --compare-scratch" in capsys.readouterr().err
 
@@ -205,3 +207,105 @@ def test_the_default_budget_is_counted_in_steps():
     assert default_epochs(1000, 32) == 10
     assert default_epochs(100_000, 32) == 5  # at least 5 epochs
     assert default_epochs(1, 32) == 300  # at most 300
+
+
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "export" / "model.safetensors"))
+
+
+def test_finetune_resumes_where_it_stopped_and_ends_as_an_uninterrupted_run(tmp_path, fmnist, capsys):
+    import json
+
+    data = make_folder(tmp_path / "data", fmnist, 16)
+    common = ["--source", "lenet_bn", "--data", str(data), "--batch-size", "8", "--no-progress"]
+    assert main(["finetune", *common, "--epochs", "4", "--out", str(tmp_path / "straight")]) == 0
+    # Augmentation on (crops and flips drawn per image while a batch is fetched): the hard case.
+    assert main(["finetune", *common, "--epochs", "2", "--out", str(tmp_path / "split")]) == 0
+    capsys.readouterr()
+    assert main(["finetune", "--resume", "--epochs", "4", "--out", str(tmp_path / "split"), "--no-progress"]) == 0
+    assert "version_0" in capsys.readouterr().out
+    run = tmp_path / "split" / "version_0"
+    assert [p.name for p in (tmp_path / "split").iterdir()] == ["version_0"]  # resumed in place, no new run
+    straight = json.loads((tmp_path / "straight" / "version_0" / "finetune.json").read_text())
+    resumed = json.loads((run / "finetune.json").read_text())
+    assert resumed["global_step"] == straight["global_step"] == 4 * 4  # 39 training images, batches of 8, the partial one dropped
+    assert resumed["resumed_by"] and resumed["command"].endswith("--epochs 2 --out " + str(tmp_path / "split"))
+    a, b = _weights(tmp_path / "straight" / "version_0"), _weights(run)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{key} differs after resuming")
+    # One metrics.csv per start, the first two epochs' rows kept.
+    epochs = [sorted({int(row["epoch"]) for row in _csv(run / "logs" / f"version_{k}" / "metrics.csv") if row["val/acc"]})
+              for k in (0, 1)]  # fmt: skip
+    assert epochs == [[0, 1], [2, 3]]
+
+    # What a resumed run cannot change, and what it cannot be, in one line each.
+    assert main(["finetune", "--resume", "--lr", "0.5", "--out", str(tmp_path / "split")]) == 2
+    assert "--lr: a resumed run keeps its recorded recipe" in capsys.readouterr().err
+    assert main(["finetune", "--resume", "--data", str(tmp_path), "--out", str(tmp_path / "split")]) == 2
+    assert f"fine-tunes data {data}, not {tmp_path}" in capsys.readouterr().err
+    assert main(["finetune", "--resume", "--out", str(tmp_path / "nothing")]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert main(["train", "lenet_bn", "--resume", str(run / "checkpoints" / "last.ckpt")]) == 2
+    assert "is a `zoo finetune` checkpoint: continue it with `zoo finetune --resume`" in capsys.readouterr().err
+    assert main(["finetune", "--source", "lenet_bn"]) == 2
+    assert "--data is required" in capsys.readouterr().err
+    assert main(["finetune", *common, "--strategy", "freeze"]) == 2
+    assert "what trains is --freeze freeze" in capsys.readouterr().err
+
+
+def _csv(path):
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_finetune_precision_and_loggers_as_train(tmp_path, fmnist, capsys):
+    import json
+
+    data = make_folder(tmp_path / "data", fmnist, 16)
+    args = ["finetune", "--source", "lenet_bn", "--data", str(data), "--epochs", "2", "--batch-size", "8", "--out", str(tmp_path / "ft"),
+            "--precision", "bf16-mixed", "--logger", "tensorboard", "--freeze", "freeze"]  # fmt: skip
+    assert main(args) == 0
+    out = capsys.readouterr()
+    # The run says its precision; a progress bar as train's (Rich's on stdout where rich is installed, else tqdm's on stderr).
+    assert "bf16-mixed" in out.out and "Epoch 1" in out.out + out.err
+    run = tmp_path / "ft" / "version_0"
+    config = json.loads((run / "export" / "config.json").read_text())
+    assert config["training"]["precision"] == "bf16-mixed" and config["training"]["freeze"] == "freeze"
+    rows = _csv(run / "logs" / "version_0" / "metrics.csv")
+    assert {"train/loss", "val/acc"} <= set(rows[0]) and sum(1 for r in rows if r["val/acc"]) == 2
+    assert list((run / "tensorboard" / "version_0").glob("events.out.tfevents.*"))
+    model = zoo.load(run / "export")
+    assert next(model.parameters()).dtype == torch.float32  # mixed precision trains float32 weights
+
+    # zoo train has the same logger option.
+    assert main(["train", "softmax", "--epochs", "1", "--train-limit", "256", "--eval-limit", "128", "--no-test", "--no-progress",
+                 "--logger", "tensorboard", "--out", str(tmp_path / "tr")]) == 0  # fmt: skip
+    assert list((tmp_path / "tr" / "version_0" / "tensorboard" / "version_0").glob("events.out.tfevents.*"))
+
+
+def test_finetune_ddp_on_two_cpu_processes(tmp_path, fmnist):
+    """Real 2-process DDP (gloo) through `python -m zoo finetune`: Lightning starts the second
+    process by running the same command again; each trains on half the images."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    data = make_folder(tmp_path / "data", fmnist, 20)  # 48 training images
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "zoo", "finetune", "--source", "lenet_bn", "--data", str(data), "--epochs", "2", "--batch-size", "8",
+           "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--out", str(tmp_path / "ft"), "--no-progress"]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("fine-tuned lenet_bn") == 1  # the first process reports
+    assert [p.name for p in (tmp_path / "ft").iterdir()] == ["version_0"]  # both processes wrote one run
+    result = json.loads((tmp_path / "ft" / "version_0" / "finetune.json").read_text())
+    assert result["world_size"] == 2
+    assert result["global_step"] == 2 * 3  # 48 images, 24 a process: 3 batches of 8 an epoch (6 on one process)
+    assert zoo.load(tmp_path / "ft" / "version_0" / "export").num_classes == 3
+    freeze = subprocess.run([*cmd, "--freeze", "freeze_unfreeze"], env=env, capture_output=True, text=True, timeout=300)
+    assert freeze.returncode == 2 and "freeze_unfreeze cannot run on several processes" in freeze.stderr

@@ -185,12 +185,20 @@ def test_a_missing_model_fails_in_one_line_before_serving():
     assert out.returncode == 2 and out.stderr.strip().startswith("zoo: error:") and "Traceback" not in out.stderr
 
 
-@pytest.mark.parametrize("command,module,extra", [("serve", "litserve", "serve"), ("demo", "gradio", "demo")])
+@pytest.mark.parametrize("command,module,extra", [("serve", "litserve", "serve"), ("demo", "gradio", "demo"),
+                                                  ("train", "tensorboard", "tensorboard"), ("finetune", "tensorboard", "tensorboard")])
 def test_a_missing_extra_names_its_install_command(tmp_path, command, module, extra):
     # A package of that name that cannot be imported stands in for one that is not installed.
-    (tmp_path / module).mkdir()
-    (tmp_path / module / "__init__.py").write_text(f'raise ImportError("No module named {module}")\n')
-    args = [sys.executable, "-m", "zoo", command] + (["lenet"] if command == "serve" else []) + ["--port", str(_free_port())]
+    for name in {module, "tensorboardX"} if module == "tensorboard" else {module}:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f'raise ImportError("No module named {name}")\n')
+    args = [sys.executable, "-m", "zoo", command, *{
+        "serve": ["lenet", "--port", str(_free_port())],
+        "demo": ["--port", str(_free_port())],
+        "train": ["softmax", "--logger", "tensorboard", "--out", str(tmp_path / "runs")],
+        "finetune": ["--data", str(tmp_path), "--logger", "tensorboard", "--out", str(tmp_path / "runs")],
+    }[command]]  # fmt: skip
     out = subprocess.run(args, env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert f"pip install 'd2l-zoo[{extra}]'" in out.stderr
+    assert not (tmp_path / "runs").exists()  # said before a run folder is made

@@ -11,6 +11,8 @@ from typing import Sequence
 
 from .recipe import Recipe
 from .registry import build_model, get_spec, list_models
+from .runtime import MissingExtraError, is_first_process
+from .train import LOGGERS, PRECISIONS
 
 __all__ = ["main"]
 
@@ -41,10 +43,6 @@ def _port(value: str) -> int:
     if not 0 <= number <= 65535:
         raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {value}")
     return number
-
-
-class MissingExtraError(ImportError):
-    """An optional extra (serve, demo, export) is not installed."""
 
 
 def _import_extra(module: str, extra: str):
@@ -140,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from the newest last.ckpt of the run folder, or from CKPT")  # fmt: skip
     r.add_argument("--no-test", action="store_true", help="skip the final test-set evaluation")
     r.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    r.add_argument("--logger", choices=LOGGERS, default="csv", help="csv: logs/version_<k>/metrics.csv (default); "
+                   "tensorboard: that and TensorBoard's files in tensorboard/ (the tensorboard extra)")  # fmt: skip
 
     p_eval = sub.add_parser("eval", parents=[common, loading, photo], help="evaluate trained weights on Fashion-MNIST's test (or validation) set")
     p_eval.add_argument("model", help="a model name (see `zoo.load`) or a checkpoint folder")
@@ -155,30 +155,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_ft = sub.add_parser("finetune", parents=[common], help="fine-tune a pretrained network on your image folder (root/<class>/*)")
     p_ft.add_argument("--source", default="lenet", help="zoo model name, checkpoint folder, or timm:<name> (default lenet)")
-    p_ft.add_argument("--data", required=True, help="image folder: root/<class>/* or root/train|val/<class>/*")
-    p_ft.add_argument("--epochs", type=_positive_int, help="default: about 300 optimisation steps (5 to 300 epochs), said when chosen")
-    p_ft.add_argument("--lr", type=float, default=1e-2, help="learning rate of the new head")
-    p_ft.add_argument("--backbone-lr-ratio", type=float, default=0.1, help="copied layers learn at lr x this (book: 0.1)")
-    p_ft.add_argument("--strategy", choices=("no_freeze", "freeze", "freeze_unfreeze"), default="no_freeze")
-    p_ft.add_argument("--unfreeze-epoch", type=int, default=1)
-    p_ft.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    p_ft.add_argument("--batch-size", type=_positive_int, default=32)
-    p_ft.add_argument("--val-fraction", type=float, default=0.2)
-    p_ft.add_argument("--no-hflip", action="store_true", help="no horizontal flips (digits, text)")
-    p_ft.add_argument("--no-augment", action="store_true")
-    p_ft.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping them")
-    p_ft.add_argument("--in-chans", type=int, choices=(1, 3), help="adapt the source to 1 or 3 input channels")
-    p_ft.add_argument("--input-size", type=_positive_int, help="timm sources: image side (default: timm's)")
-    p_ft.add_argument("--timm-weights", help="timm sources: a local weights file (offline machines)")
-    p_ft.add_argument("--seed", type=int, default=0)
-    p_ft.add_argument("--compare-scratch", action="store_true",
-                      help="also train the zoo's small classifiers and the source's network from scratch, each at its own "
-                           "registered learning rate, with the same data and budget; report the best")  # fmt: skip
-    p_ft.add_argument("--seeds", type=_seeds, help="with --compare-scratch: run every arm once per seed (e.g. 0,1,2,3,4) "
-                      "and report mean ± sd")  # fmt: skip
-    p_ft.add_argument("--out", default="runs/finetune")
-    p_ft.add_argument("--accelerator", default="auto")
-    p_ft.add_argument("--no-progress", action="store_true")
+    p_ft.add_argument("--data", help="image folder: root/<class>/* or root/train|val/<class>/* (required unless --resume)")
+    f = p_ft.add_argument_group("recipe (recorded in the run: --resume keeps it, only --epochs may change)")
+    f.add_argument("--epochs", type=_positive_int, help="default: about 300 optimisation steps (5 to 300 epochs), said when chosen")
+    f.add_argument("--lr", type=float, default=1e-2, help="learning rate of the new head")
+    f.add_argument("--backbone-lr-ratio", type=float, default=0.1, help="copied layers learn at lr x this (book: 0.1)")
+    f.add_argument("--freeze", choices=("no_freeze", "freeze", "freeze_unfreeze"), default="no_freeze",
+                   help="what trains: everything (the book's, default), the head only, or the head until --unfreeze-epoch")  # fmt: skip
+    f.add_argument("--unfreeze-epoch", type=int, default=1)
+    f.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    f.add_argument("--batch-size", type=_positive_int, default=32)
+    f.add_argument("--val-fraction", type=float, default=0.2)
+    f.add_argument("--no-hflip", action="store_true", help="no horizontal flips (digits, text)")
+    f.add_argument("--no-augment", action="store_true")
+    f.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping them")
+    f.add_argument("--in-chans", type=int, choices=(1, 3), help="adapt the source to 1 or 3 input channels")
+    f.add_argument("--input-size", type=_positive_int, help="timm sources: image side (default: timm's)")
+    f.add_argument("--timm-weights", help="timm sources: a local weights file (offline machines)")
+    f.add_argument("--seed", type=int, default=0)
+    h = p_ft.add_argument_group("hardware (as zoo train)")
+    h.add_argument("--accelerator", default="auto", help="cpu, gpu, auto (default)")
+    h.add_argument("--devices", type=_devices, default=1, help="a count or ids like 0,1 (default 1)")
+    h.add_argument("--strategy", default="auto", help="Lightning's: auto, ddp, ... (what trains is --freeze)")
+    h.add_argument("--precision", choices=PRECISIONS, default="32-true", help="Lightning precision (default 32-true)")
+    r = p_ft.add_argument_group("run")
+    r.add_argument("--compare-scratch", action="store_true",
+                   help="also train the zoo's small classifiers and the source's network from scratch, each at its own "
+                        "registered learning rate, with the same data and budget; report the best")  # fmt: skip
+    r.add_argument("--seeds", type=_seeds, help="with --compare-scratch: run every arm once per seed (e.g. 0,1,2,3,4) "
+                   "and report mean ± sd")  # fmt: skip
+    r.add_argument("--out", default="runs/finetune", help="run folder root: each run is OUT/version_<n> (default runs/finetune)")
+    r.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
+                   help="continue the newest run under --out from its last checkpoint, or from CKPT")  # fmt: skip
+    r.add_argument("--logger", choices=LOGGERS, default="csv", help="csv: logs/version_<k>/metrics.csv (default); "
+                   "tensorboard: that and TensorBoard's files in tensorboard/ (the tensorboard extra)")  # fmt: skip
+    r.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
 
     p_pred = sub.add_parser("predict", parents=[common, loading, photo], help="classify image files, or draw a detector's boxes on them")
     p_pred.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -297,17 +308,39 @@ def _eval_folder(model, args: argparse.Namespace) -> int:
     return 1 if skipped else 0
 
 
-def cmd_finetune(args: argparse.Namespace) -> int:
-    from .finetune import compare_with_scratch, finetune
+#: zoo finetune's recipe flags (argparse dests): recorded in the run, fixed once it has started.
+_FINETUNE_RECIPE = ("source", "data", "lr", "backbone_lr_ratio", "freeze", "unfreeze_epoch", "optimizer", "batch_size",
+                    "val_fraction", "no_hflip", "no_augment", "strict", "in_chans", "input_size", "timm_weights", "seed")  # fmt: skip
 
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from .finetune import STRATEGIES, compare_with_scratch, finetune
+
+    if args.strategy in STRATEGIES:
+        raise ValueError(f"--strategy is Lightning's (auto, ddp, ...); what trains is --freeze {args.strategy}")
     if args.seeds and not args.compare_scratch:
         raise ValueError("--seeds goes with --compare-scratch (one fine-tune takes --seed)")
+    hardware = dict(accelerator=args.accelerator, devices=args.devices, strategy=args.strategy, precision=args.precision,
+                    logger=args.logger, progress_bar=not args.no_progress, command=shlex.join(["zoo", *args.argv]))  # fmt: skip
+    if args.resume:
+        if args.compare_scratch:
+            raise ValueError("a comparison cannot be resumed; resume one of its fine-tunes with --resume OUT/version_<n>/seed-<seed>/checkpoints/last.ckpt")
+        defaults = build_parser().parse_args(["finetune"])
+        changed = [d for d in _FINETUNE_RECIPE if d not in ("source", "data") and getattr(args, d) != getattr(defaults, d)]
+        if changed:
+            flags = ", ".join("--" + d.replace("_", "-") for d in changed)
+            raise ValueError(f"{flags}: a resumed run keeps its recorded recipe (only --epochs may change); start a new run to change it")
+        source = args.source if args.source != defaults.source else None
+        r = finetune(source, args.data, epochs=args.epochs, out_dir=args.out, resume=args.resume, **hardware)
+        return _report_finetune(r, args)
+    if not args.data:
+        raise ValueError("--data is required: the image folder to fine-tune on (root/<class>/*), unless --resume")
     options = dict(
-        epochs=args.epochs, lr=args.lr, backbone_lr_ratio=args.backbone_lr_ratio, strategy=args.strategy,
+        epochs=args.epochs, lr=args.lr, backbone_lr_ratio=args.backbone_lr_ratio, freeze=args.freeze,
         unfreeze_epoch=args.unfreeze_epoch, optimizer=args.optimizer, batch_size=args.batch_size,
         val_fraction=args.val_fraction, hflip=not args.no_hflip, augment="none" if args.no_augment else "standard",
         strict=args.strict, in_chans=args.in_chans, input_size=args.input_size, timm_weights=args.timm_weights,
-        out_dir=args.out, accelerator=args.accelerator, progress_bar=not args.no_progress,
+        out_dir=args.out, **hardware,
     )  # fmt: skip
     if args.compare_scratch:
         c = compare_with_scratch(args.source, args.data, seeds=args.seeds or [args.seed], **options)
@@ -320,11 +353,19 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             print(f"  from scratch {name:<20} {arm(a)}")
         print(f"  best from scratch: {c['best_scratch']}; fine-tuning {c['margin']:+.4f}"
               + ("" if n > 1 else "  (one seed: use --seeds 0,1,2,3,4 before drawing a conclusion)"))  # fmt: skip
-        print(f"  written: {c['written']}; exports: {args.out}/seed-*/export")
+        print(f"  written: {c['written']}; exports: {c['run_dir']}/seed-*/export")
         return 0
-    r = finetune(args.source, args.data, seed=args.seed, **options)
-    print(f"\nfine-tuned {r['source']} on {len(r['classes'])} classes ({r['train_images']} training, {r['val_images']} validation images), {r['epochs']} epochs")
+    return _report_finetune(finetune(args.source, args.data, seed=args.seed, **options), args)
+
+
+def _report_finetune(r: dict, args: argparse.Namespace) -> int:
+    if not is_first_process():
+        return 0  # under DDP, the first process reports
+    world = f" on {r['world_size']} processes" if r["world_size"] > 1 else ""
+    print(f"\nfine-tuned {r['source']} on {len(r['classes'])} classes ({r['train_images']} training, {r['val_images']} validation images), "
+          f"{r['epochs']} epochs ({r['global_step']} steps{world}, {r['precision']}) in {r['fit_seconds']:.1f} s")
     print(f"  val/acc fine-tuned    {r['val_acc']:.4f}")
+    print(f"  run folder: {r['run_dir']}  (finetune.json, logs/, checkpoints/last.ckpt)")
     print(f"  exported: {r['export']}   try: zoo predict --model {r['export']} IMAGE...")
     return 0
 
@@ -466,12 +507,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         test=not args.no_test,
         progress_bar=not args.no_progress,
+        logger=args.logger,
         command=shlex.join(["zoo", *args.argv]),
         recipe=args.recipe,
         **_recipe_overrides(args),
     )
     m = result.metrics
-    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+    if not is_first_process():
         return 0  # under DDP, the first process reports
     print(f"\n{args.model}: {m['epochs']} epochs in {m['fit_seconds']:.1f} s on {m['device']}")
     score = getattr(result.model, "score", None)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
+import sys
 from typing import Any, Sequence
 
 import lightning as L
@@ -24,7 +26,7 @@ from .hub import load
 from .recipe import Recipe
 from .registry import build_model
 
-__all__ = ["FineTuner", "BackboneFreeze", "STRATEGIES", "BASELINES", "compare_with_scratch"]
+__all__ = ["FineTuner", "BackboneFreeze", "STRATEGIES", "BASELINES", "SETTINGS", "finetune", "compare_with_scratch"]
 
 log = logging.getLogger(__name__)
 
@@ -201,14 +203,20 @@ class BackboneFreeze(BaseFinetuning):
             optimizer.add_param_group(group)
 
 
+#: The settings that define a fine-tuning run: recorded in its checkpoints, so that ``--resume``
+#: rebuilds exactly that run (only ``epochs`` may change), and in ``finetune.json``.
+SETTINGS = ("source", "data", "epochs", "lr", "backbone_lr_ratio", "freeze", "unfreeze_epoch", "optimizer", "batch_size",
+            "val_fraction", "hflip", "augment", "strict", "seed", "in_chans", "input_size", "timm_weights")  # fmt: skip
+
+
 def finetune(
-    source: str | os.PathLike,
-    data: str | os.PathLike,
+    source: str | os.PathLike | None = "lenet",
+    data: str | os.PathLike | None = None,
     *,
     epochs: int | None = None,
     lr: float = 1e-2,
     backbone_lr_ratio: float = 0.1,
-    strategy: str = "no_freeze",
+    freeze: str = "no_freeze",
     unfreeze_epoch: int = 1,
     optimizer: str = "adamw",
     batch_size: int = 32,
@@ -221,60 +229,157 @@ def finetune(
     input_size: int | None = None,
     timm_weights: str | None = None,
     out_dir: str | os.PathLike = "runs/finetune",
+    resume: bool | str | os.PathLike = False,
     accelerator: str = "auto",
+    devices: int | str | Sequence[int] = 1,
+    strategy: str = "auto",
+    precision: str = "32-true",
+    logger: str = "csv",
     progress_bar: bool = True,
     callbacks: Sequence[L.Callback] = (),
+    command: str | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune ``source`` on the image folder ``data`` and export the result to ``<out_dir>/export``.
-    ``epochs=None`` trains about DEFAULT_STEPS optimisation steps (:func:`default_epochs`) and says so.
-    Returns the classes, image counts, validation top-1 (``val_acc``) and the export's path. For a
-    fair comparison with training from scratch, over seeds, see :func:`compare_with_scratch`.
+    """Fine-tune ``source`` on the image folder ``data``, on the same engine as :func:`zoo.train.train`
+    (:func:`zoo.train.zoo_trainer`), and export the result.
+
+    Each run gets its own folder ``<out_dir>/version_<n>/`` with ``checkpoints/last.ckpt``, the
+    logs (``logs/version_<k>/metrics.csv``; TensorBoard's too with ``logger="tensorboard"``),
+    ``finetune.json`` and ``export/``. ``epochs=None`` trains about DEFAULT_STEPS optimisation
+    steps (:func:`default_epochs`) and says so. ``freeze`` is the book's choice of what trains
+    (:data:`STRATEGIES`, see :class:`FineTuner`); ``strategy`` is Lightning's ("ddp"...), with
+    ``devices``, ``accelerator`` and ``precision``. ``resume=True`` continues the newest run under
+    ``out_dir`` from its last checkpoint (a path: from that checkpoint) with its recorded settings;
+    only ``epochs`` (and the hardware, logging and progress options) may change, and ``source`` /
+    ``data``, when given, must be the recorded ones.
+
+    Returns the settings, the classes, image counts, validation top-1 (``val_acc``), the steps
+    run, the run folder and the export's path. For a fair comparison with training from
+    scratch, over seeds, see :func:`compare_with_scratch`.
     """
+    from pathlib import Path
+
+    from .train import _read_checkpoint_meta, check_logger, find_resume_checkpoint
+
+    check_logger(logger)
+    root = Path(out_dir)
+    if resume:
+        ckpt_path = find_resume_checkpoint(root) if resume is True else Path(resume)
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"checkpoint to resume from not found: {ckpt_path}")
+        meta = _read_checkpoint_meta(ckpt_path, "finetune")
+        settings = dict(meta["finetune"])
+        for name, given in (("source", source), ("data", data)):
+            if given is not None and not _same(given, settings[name]):
+                raise ValueError(f"{ckpt_path} fine-tunes {name} {settings[name]}, not {given}; "
+                                 f"leave {name} out to resume it, or start a new run without resume")  # fmt: skip
+        settings["epochs"] = epochs or settings["epochs"]
+        return _finetune_run(settings, run_dir=ckpt_path.parent.parent, ckpt_path=ckpt_path, accelerator=accelerator,
+                             devices=devices, strategy=strategy, precision=precision, logger=logger, progress_bar=progress_bar,
+                             callbacks=callbacks, started_by=meta.get("command"),
+                             resumed_by=[*meta.get("resumed_by", []), *([command] if command else [])])  # fmt: skip
+    if source is None or data is None:
+        raise ValueError("give the source model and the image folder (data) to fine-tune on")
+    if freeze not in STRATEGIES:
+        raise ValueError(f"freeze must be one of {STRATEGIES}, got {freeze!r}")
+    settings = dict(source=str(source), data=str(data), epochs=epochs, lr=lr, backbone_lr_ratio=backbone_lr_ratio, freeze=freeze,
+                    unfreeze_epoch=unfreeze_epoch, optimizer=optimizer, batch_size=batch_size, val_fraction=val_fraction, hflip=hflip,
+                    augment=augment, strict=strict, seed=seed, in_chans=in_chans, input_size=input_size, timm_weights=timm_weights)  # fmt: skip
+    return _finetune_run(settings, root=root, accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
+                         logger=logger, progress_bar=progress_bar, callbacks=callbacks, started_by=command)  # fmt: skip
+
+
+def _same(given: str | os.PathLike, recorded: str) -> bool:
+    from pathlib import Path
+
+    return str(given) == recorded or Path(given).resolve() == Path(recorded).resolve()
+
+
+def _finetune_run(settings: dict[str, Any], *, root: "os.PathLike | None" = None, run_dir: "os.PathLike | None" = None,
+                  ckpt_path: "os.PathLike | None" = None, accelerator: str = "auto", devices: Any = 1, strategy: str = "auto",
+                  precision: str = "32-true", logger: str = "csv", progress_bar: bool = True, callbacks: Sequence[L.Callback] = (),
+                  started_by: str | None = None, resumed_by: Sequence[str] = ()) -> dict[str, Any]:  # fmt: skip
+    """One fine-tuning run with ``settings`` (:data:`SETTINGS`) in ``run_dir`` (or a new
+    ``version_<n>`` under ``root``, claimed once the data has been read: a failed start leaves no
+    folder)."""
+    import json
+    import time
     from pathlib import Path
 
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from .checkpoint import save_checkpoint
     from .data.folder import ImageFolderDataModule
+    from .runtime import is_first_process
+    from .train import _device_name, _fitting, _new_run_dir, _ZooMeta, check_finite_weights, zoo_trainer
 
-    out = Path(out_dir)
-    probe = load_source(source, in_chans=in_chans, input_size=input_size, timm_weights=timm_weights)  # its input size, channels, normalisation
-    datamodule = ImageFolderDataModule.for_model(probe, data, batch_size=batch_size, val_fraction=val_fraction,
-                                                 seed=seed, augment=augment, hflip=hflip, strict=strict)  # fmt: skip
+    s = dict(settings)
+    timm_options = {k: s[k] for k in ("in_chans", "input_size", "timm_weights")}
+    probe = load_source(s["source"], **timm_options)  # its input size, channels, normalisation
+    datamodule = ImageFolderDataModule.for_model(probe, s["data"], batch_size=s["batch_size"], val_fraction=s["val_fraction"],
+                                                 seed=s["seed"], augment=s["augment"], hflip=s["hflip"], strict=s["strict"])  # fmt: skip
     datamodule.setup()
-    if epochs is None:
-        epochs = default_epochs(len(datamodule.train_set), batch_size)
-        log.warning("zoo: %d training images in batches of %d: training %d epochs (about %d steps; --epochs sets another number)",
-                    len(datamodule.train_set), batch_size, epochs, DEFAULT_STEPS)  # fmt: skip
-    results: dict[str, Any] = {"source": str(source), "classes": datamodule.classes, "train_images": len(datamodule.train_set),
-                               "val_images": len(datamodule.val_set), "epochs": epochs}  # fmt: skip
+    if s["epochs"] is None:
+        s["epochs"] = default_epochs(len(datamodule.train_set), s["batch_size"])
+        if is_first_process():
+            log.warning("zoo: %d training images in batches of %d: training %d epochs (about %d steps; --epochs sets another number)",
+                        len(datamodule.train_set), s["batch_size"], s["epochs"], DEFAULT_STEPS)  # fmt: skip
+    run = Path(run_dir) if run_dir is not None else _new_run_dir(Path(root))
 
-    def run(pretrained: bool, folder: Path) -> tuple[FineTuner, float]:
-        L.seed_everything(seed, workers=True, verbose=False)
-        module = FineTuner(source=source, num_classes=len(datamodule.classes), label_names=datamodule.classes, lr=lr,
-                           backbone_lr_ratio=backbone_lr_ratio, strategy=strategy, unfreeze_epoch=unfreeze_epoch,
-                           optimizer=optimizer, in_chans=in_chans, pretrained=pretrained, input_size=input_size,
-                           timm_weights=timm_weights)  # fmt: skip
-        extra = [cb for cb in (module.finetuning_callback(),) if cb is not None]
-        trainer = L.Trainer(
-            max_epochs=epochs, accelerator=accelerator, devices=1, logger=False, enable_progress_bar=progress_bar,
-            enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
-            callbacks=[ModelCheckpoint(dirpath=folder / "checkpoints", save_last=True, save_top_k=0), *extra, *callbacks],
-        )  # fmt: skip
-        trainer.fit(module, datamodule=datamodule, weights_only=True)
-        return module, float(trainer.callback_metrics["val/acc"])
-
-    tuned, results["val_acc"] = run(True, out)
-    tuned.model.photo_steps = datamodule.steps  # it learnt the folder's images as they were decoded
-    export = save_checkpoint(tuned.model, out / "export", metrics={"val/acc": results["val_acc"]},
-                             training={"finetuned_from": str(source), "epochs": epochs, "lr": lr, "backbone_lr_ratio": backbone_lr_ratio,
-                                       "strategy": strategy, "seed": seed, "data": str(data)})  # fmt: skip
-    results["export"] = str(export)
+    L.seed_everything(s["seed"], workers=True, verbose=False)
+    module = FineTuner(source=s["source"], num_classes=len(datamodule.classes), label_names=datamodule.classes, lr=s["lr"],
+                       backbone_lr_ratio=s["backbone_lr_ratio"], strategy=s["freeze"], unfreeze_epoch=s["unfreeze_epoch"],
+                       optimizer=s["optimizer"], **timm_options)  # fmt: skip
+    checkpoint = ModelCheckpoint(dirpath=run / "checkpoints", save_last=True, save_top_k=0)
+    trainer = zoo_trainer(
+        run, checkpoint=checkpoint, meta=_ZooMeta({"finetune": s, "command": started_by, "resumed_by": list(resumed_by)}),
+        seed=s["seed"], logger=logger, progress_bar=progress_bar,
+        callbacks=[*(cb for cb in (module.finetuning_callback(),) if cb is not None), *callbacks],
+        max_epochs=s["epochs"], precision=precision, accelerator=accelerator, devices=devices, strategy=strategy,
+        num_sanity_val_steps=0, log_every_n_steps=1,  # a few-shot epoch is a handful of steps
+    )  # fmt: skip
+    if trainer.world_size > 1 and s["freeze"] == "freeze_unfreeze":
+        # DDP fixes the set of trained parameters when it wraps the model; unfreezing mid-run changes it.
+        if run_dir is None:
+            shutil.rmtree(run, ignore_errors=True)  # the folder this call claimed, still empty
+        raise ValueError("freeze_unfreeze cannot run on several processes (DDP fixes which parameters train); "
+                         "use no_freeze or freeze, or one device")  # fmt: skip
+    start = time.perf_counter()
+    try:
+        with _fitting(run):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
+    except SystemExit:  # Lightning's answer to Ctrl+C, after OnExceptionCheckpoint wrote on_exception.ckpt
+        if trainer.interrupted and is_first_process():
+            print(f"zoo: fine-tuning stopped at epoch {trainer.current_epoch} (step {trainer.global_step}); continue it "
+                  f"with: zoo finetune --resume --out {run}", file=sys.stderr)  # fmt: skip
+        raise
+    results: dict[str, Any] = {
+        **s,
+        "classes": datamodule.classes,
+        "train_images": len(datamodule.train_set),
+        "val_images": len(datamodule.val_set),
+        "global_step": trainer.global_step,
+        "world_size": trainer.world_size,
+        "precision": str(trainer.precision),
+        "device": _device_name(trainer),
+        "fit_seconds": round(time.perf_counter() - start, 2),
+        "run_dir": str(run),
+        "command": started_by,
+        "resumed_by": list(resumed_by),
+    }
+    results["val_acc"] = float(trainer.callback_metrics["val/acc"])
+    check_finite_weights(module.model)  # a NaN model is never exported
+    if trainer.is_global_zero:
+        module.model.photo_steps = datamodule.steps  # it learnt the folder's images as they were decoded
+        training = {"finetuned_from": s["source"], **{k: s[k] for k in SETTINGS if k != "source"}, "precision": results["precision"],
+                    "world_size": trainer.world_size, "command": started_by}  # fmt: skip
+        results["export"] = str(save_checkpoint(module.model, run / "export", metrics={"val/acc": results["val_acc"]}, training=training))
+        (run / "finetune.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
 
 
 def _scratch_val_acc(name: str, data: str | os.PathLike, *, seed: int, epochs: int, batch_size: int, val_fraction: float,
-                     hflip: bool, augment: str, strict: bool, accelerator: str, progress_bar: bool, out: "os.PathLike") -> float:  # fmt: skip
+                     hflip: bool, augment: str, strict: bool, accelerator: str, precision: str, progress_bar: bool,
+                     out: "os.PathLike") -> float:  # fmt: skip
     """Validation top-1 of the registered model ``name`` trained from scratch on the folder, with
     its own registered optimiser, learning rate and weight decay (its fair setting), and the
     same data split, epochs and batch size as the fine-tune."""
@@ -291,7 +396,7 @@ def _scratch_val_acc(name: str, data: str | os.PathLike, *, seed: int, epochs: i
     dm.setup()
     module = FineTuner(source=name, num_classes=len(dm.classes), label_names=dm.classes, lr=r.lr, optimizer=r.optimizer,
                        weight_decay=r.weight_decay, pretrained=False)  # fmt: skip
-    trainer = L.Trainer(max_epochs=epochs, accelerator=accelerator, devices=1, logger=False, enable_progress_bar=progress_bar,
+    trainer = L.Trainer(max_epochs=epochs, accelerator=accelerator, devices=1, precision=precision, logger=False, enable_progress_bar=progress_bar,
                         enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
                         callbacks=[ModelCheckpoint(dirpath=out, save_top_k=0, save_last=False)])  # fmt: skip
     trainer.fit(module, datamodule=dm)
@@ -312,39 +417,53 @@ def compare_with_scratch(source: str | os.PathLike, data: str | os.PathLike, *, 
     classifiers, and the source's own architecture) from scratch with the same data split, epochs
     and batch size, each with its own registered optimiser and learning rate. Returns mean, sd and
     the runs of each arm (validation top-1), the best baseline by its mean, and the fine-tune's
-    margin over it. ``options``: :func:`finetune`'s keywords. Each seed's fine-tune is exported
-    to ``<out_dir>/seed-<seed>/export``."""
+    margin over it. ``options``: :func:`finetune`'s keywords, on one device (the arms run one after
+    another). Everything goes to a new ``<out_dir>/version_<n>/``: ``compare.json``, and each
+    seed's fine-tune in ``seed-<seed>/`` (its export in ``seed-<seed>/export``)."""
+    import inspect
+    import json
     from pathlib import Path
+
+    from .train import _new_run_dir, check_logger
 
     if not seeds:
         raise ValueError("give at least one seed")
-    out = Path(out_dir)
-    options = {k: v for k, v in options.items() if k != "seed"}
-    arch = load_source(source, in_chans=options.get("in_chans"), input_size=options.get("input_size"),
-                       timm_weights=options.get("timm_weights")).model_name  # fmt: skip
+    check_logger(options.get("logger", "csv"))
+    if options.get("resume"):
+        raise ValueError("a comparison cannot be resumed; resume one fine-tune with `zoo finetune --resume --out <seed folder>`")
+    if options.get("devices", 1) not in (1, "1", [0]) or options.get("strategy", "auto") != "auto":
+        raise ValueError("a comparison runs on one device (its arms one after another); drop --devices/--strategy")
+    defaults = {k: p.default for k, p in inspect.signature(finetune).parameters.items() if p.default is not inspect.Parameter.empty}
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise TypeError(f"compare_with_scratch() got unexpected keyword argument(s) {unknown}")
+    o = {**defaults, **options}
+    hardware = {k: o[k] for k in ("accelerator", "precision", "logger", "progress_bar", "callbacks")}
+    if o["freeze"] not in STRATEGIES:
+        raise ValueError(f"freeze must be one of {STRATEGIES}, got {o['freeze']!r}")
+    arch = load_source(source, in_chans=o["in_chans"], input_size=o["input_size"], timm_weights=o["timm_weights"]).model_name
     names = list(dict.fromkeys([*baselines, arch]))  # the source's own network from scratch too, once
     tuned: list[float] = []
     scratch: dict[str, list[float]] = {n: [] for n in names}
     first: dict[str, Any] = {}
-    shared = {k: options.get(k, d) for k, d in (("epochs", None), ("batch_size", 32), ("val_fraction", 0.2), ("hflip", True),
-                                                  ("augment", "standard"), ("strict", False), ("accelerator", "auto"),
-                                                  ("progress_bar", True))}  # fmt: skip
+    out = _new_run_dir(Path(out_dir))
     for seed in seeds:
-        result = finetune(source, data, seed=seed, out_dir=out / f"seed-{seed}", **options)
+        settings = {**{k: o[k] for k in SETTINGS if k not in ("source", "data")}, "source": str(source), "data": str(data), "seed": seed}
+        settings["epochs"] = first.get("epochs", o["epochs"])  # the first seed's (chosen or given) for all
+        result = _finetune_run(settings, run_dir=out / f"seed-{seed}", started_by=o["command"], **hardware)
         first = first or result
-        shared["epochs"] = result["epochs"]  # the baselines get the fine-tune's budget, chosen or given
         tuned.append(result["val_acc"])
         for name in names:
-            scratch[name].append(_scratch_val_acc(name, data, seed=seed, out=out / f"seed-{seed}" / f"scratch-{name}", **shared))
+            scratch[name].append(_scratch_val_acc(name, data, seed=seed, epochs=first["epochs"], batch_size=o["batch_size"],
+                                                  val_fraction=o["val_fraction"], hflip=o["hflip"], augment=o["augment"],
+                                                  strict=o["strict"], accelerator=o["accelerator"], precision=o["precision"],
+                                                  progress_bar=o["progress_bar"], out=out / f"seed-{seed}" / f"scratch-{name}"))  # fmt: skip
     arms = {name: _mean_sd(values) for name, values in scratch.items()}
     best = max(names, key=lambda n: arms[n]["mean"])
     summary = {"source": str(source), "data": str(data), "seeds": list(seeds), "classes": first["classes"],
-               "train_images": first["train_images"], "val_images": first["val_images"], "epochs": shared["epochs"],
-               "batch_size": shared["batch_size"], "finetuned": _mean_sd(tuned), "scratch": arms, "best_scratch": best,
-               "margin": round(_mean_sd(tuned)["mean"] - arms[best]["mean"], 4)}  # fmt: skip
-    import json
-
-    out.mkdir(parents=True, exist_ok=True)
+               "train_images": first["train_images"], "val_images": first["val_images"], "epochs": first["epochs"],
+               "batch_size": o["batch_size"], "finetuned": _mean_sd(tuned), "scratch": arms, "best_scratch": best,
+               "margin": round(_mean_sd(tuned)["mean"] - arms[best]["mean"], 4), "run_dir": str(out)}  # fmt: skip
     (out / "compare.json").write_text(json.dumps(summary, indent=2) + "\n")
     summary["written"] = str(out / "compare.json")
     return summary

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import torch
 
-__all__ = ["zoo_home", "seed_torch", "seeded_rng", "to_device"]
+__all__ = ["zoo_home", "seed_torch", "seeded_rng", "to_device", "MissingExtraError", "is_first_process"]
 
 
 def zoo_home() -> Path:
@@ -47,3 +47,13 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     if device.type != "cuda" or t.device.type != "cpu" or os.environ.get("ZOO_PIN") == "0":  # ZOO_PIN=0: A/B measurements
         return t.to(device)
     return t.pin_memory().to(device, non_blocking=True)
+
+
+class MissingExtraError(ImportError):
+    """An optional extra (serve, demo, export, tensorboard) is not installed."""
+
+
+def is_first_process() -> bool:
+    """False in the processes Lightning starts for DDP ranks other than 0: they train, and leave
+    reporting and writing shared files to the first."""
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"

@@ -1,11 +1,12 @@
 """Training entry point: a real Lightning Trainer driven by a model's recipe.
 
-One run writes, under ``runs/<model>/version_<n>/`` (or ``<out_dir>/version_<n>/``):
+``zoo finetune`` (:mod:`zoo.finetune`) runs on the same engine (:func:`zoo_trainer`). One run writes, under ``runs/<model>/version_<n>/`` (or ``<out_dir>/version_<n>/``):
 
     checkpoints/last.ckpt     resume from here (``resume=True`` / ``zoo train --resume``)
     checkpoints/best-NN.ckpt  the epoch with the best validation score
     logs/version_<k>/         Lightning's CSV log, a new version per (re)start: metrics.csv (one row
                               per logged step/epoch) and hparams.yaml
+    tensorboard/version_<k>/  TensorBoard's event files, with ``logger="tensorboard"``
     metrics.json              the final weights' test score, the run's settings and timings
     export/                   the final weights as a checkpoint folder (also copied to the local store)
 """
@@ -22,6 +23,7 @@ import random
 import re
 import signal
 import time
+import typing
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -32,13 +34,14 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, OnExceptionCheckpoint
+from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT_STR
 from lightning.pytorch.loggers import CSVLogger
 
 from .checkpoint import save_checkpoint
 from .hub import store_dir
 from .recipe import Recipe
 from .registry import build_model, get_spec
-from .runtime import seed_torch
+from .runtime import MissingExtraError, is_first_process, seed_torch
 
 # Lightning advertises its cloud services ("💡 Tip: ...") on every Trainer start; keep the console for our output.
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda record: "💡 Tip" not in record.getMessage())
@@ -60,7 +63,7 @@ def _quiet() -> Iterator[None]:
             warnings.filterwarnings("ignore", message=pattern)
         yield
 
-__all__ = ["train", "evaluate", "TrainResult", "TrainingDiverged", "StopOnNonFinite", "check_finite_weights", "BatchSeed", "EMA", "find_resume_checkpoint", "keep_freed_memory_in_heap"]
+__all__ = ["train", "evaluate", "TrainResult", "LOGGERS", "run_loggers", "zoo_trainer", "TrainingDiverged", "StopOnNonFinite", "check_finite_weights", "BatchSeed", "EMA", "find_resume_checkpoint", "keep_freed_memory_in_heap"]
 
 
 def keep_freed_memory_in_heap() -> bool:
@@ -187,16 +190,89 @@ def check_finite_weights(model: torch.nn.Module) -> None:
 
 
 class _ZooMeta(Callback):
-    """Writes what rebuilds the run into every checkpoint: registry name, constructor arguments,
-    recipe, seed and data subset (plain JSON-able values, readable with weights_only=True)."""
+    """Writes what rebuilds the run into every checkpoint, as ``checkpoint["zoo"]``: for zoo train
+    the registry name, constructor arguments, recipe, seed and data subset; for zoo finetune its
+    settings (plain JSON-able values, readable with weights_only=True)."""
 
-    def __init__(self, model_name: str, kwargs: dict[str, Any], recipe: Recipe, seed: int, train_limit: int | None,
-                 command: str | None = None, resumed_by: Sequence[str] = ()) -> None:  # fmt: skip
-        self.meta = {"model": model_name, "kwargs": {**kwargs, "recipe": recipe.to_dict()}, "seed": seed, "train_limit": train_limit,
-                     "command": command, "resumed_by": list(resumed_by)}  # fmt: skip
+    def __init__(self, meta: dict[str, Any]) -> None:
+        self.meta = meta
+
+    @classmethod
+    def for_train(cls, model_name: str, kwargs: dict[str, Any], recipe: Recipe, seed: int, train_limit: int | None,
+                  command: str | None = None, resumed_by: Sequence[str] = ()) -> "_ZooMeta":  # fmt: skip
+        return cls({"model": model_name, "kwargs": {**kwargs, "recipe": recipe.to_dict()}, "seed": seed, "train_limit": train_limit,
+                    "command": command, "resumed_by": list(resumed_by)})  # fmt: skip
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint["zoo"] = self.meta
+
+
+#: Lightning's precision settings (the CLI's --precision choices).
+PRECISIONS = tuple(p for p in typing.get_args(_PRECISION_INPUT_STR) if not p.startswith("transformer-engine"))
+
+#: The loggers a run can have: metrics.csv always; "tensorboard" adds TensorBoard's event files.
+LOGGERS = ("csv", "tensorboard")
+
+
+def check_logger(logger: str) -> None:
+    """Raise, before a run starts, when ``logger`` is unknown or its package is not installed."""
+    if logger not in LOGGERS:
+        raise ValueError(f"logger must be one of {LOGGERS}, got {logger!r}")
+    if logger == "tensorboard":
+        import importlib
+
+        for name in ("tensorboard", "tensorboardX"):  # what Lightning's TensorBoardLogger writes with
+            try:
+                importlib.import_module(name)
+                return
+            except ImportError:
+                pass
+        raise MissingExtraError("--logger tensorboard needs the tensorboard extra: pip install 'd2l-zoo[tensorboard]'")
+
+
+def run_loggers(run_dir: Path, logger: str = "csv") -> list[Any]:
+    """The run's loggers: Lightning's CSVLogger (``<run>/logs/version_<k>/metrics.csv``, a new
+    version per (re)start, so a resumed run never overwrites the earlier rows) and, for
+    ``logger="tensorboard"``, a TensorBoardLogger beside it (``<run>/tensorboard/version_<k>/``)."""
+    check_logger(logger)
+    loggers: list[Any] = [CSVLogger(save_dir=str(run_dir), name="logs")]
+    if logger == "tensorboard":
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", default_hp_metric=False))
+    return loggers
+
+
+def zoo_trainer(run_dir: Path, *, checkpoint: ModelCheckpoint, meta: _ZooMeta, seed: int, logger: str = "csv",
+                progress_bar: bool = True, callbacks: Sequence[Callback] = (), **trainer_kwargs: Any) -> L.Trainer:  # fmt: skip
+    """The Trainer of both ``zoo train`` and ``zoo finetune``: the run's loggers, per-batch seeding
+    (an exact resume), the checkpoints (``checkpoint``, plus ``on_exception.ckpt`` on Ctrl+C or a
+    crash), the stop on inf/NaN, and a progress bar. ``trainer_kwargs`` go to ``L.Trainer``
+    (epochs, precision, accelerator, devices, strategy...)."""
+    return L.Trainer(
+        deterministic=False,
+        logger=run_loggers(run_dir, logger),
+        callbacks=[BatchSeed(seed), meta, checkpoint, OnExceptionCheckpoint(checkpoint.dirpath), StopOnNonFinite(), *callbacks],
+        enable_progress_bar=progress_bar,
+        enable_model_summary=progress_bar,
+        **trainer_kwargs,
+    )
+
+
+@contextlib.contextmanager
+def _fitting(run_dir: Path) -> Iterator[None]:
+    """Around ``trainer.fit``: Lightning's noise silenced, the run folder handed to the DDP
+    processes Lightning starts, and Ctrl+C given back to the caller afterwards (Lightning ignores
+    SIGINT while it shuts down after one)."""
+    previous_sigint = signal.getsignal(signal.SIGINT)
+    os.environ[_RUN_DIR_ENV] = str(run_dir)  # DDP processes Lightning starts later inherit it
+    try:
+        with _quiet():
+            yield
+    finally:
+        signal.signal(signal.SIGINT, previous_sigint)
+        if "LOCAL_RANK" not in os.environ or os.environ.get("LOCAL_RANK") == "0":
+            os.environ.pop(_RUN_DIR_ENV, None)
 
 
 @dataclass
@@ -260,16 +336,20 @@ def find_resume_checkpoint(root: Path) -> Path:
                             f"train again without --resume{hint}")  # fmt: skip
 
 
-def _read_checkpoint_meta(path: Path) -> dict[str, Any]:
+def _read_checkpoint_meta(path: Path, command: str = "train") -> dict[str, Any]:
+    """The "zoo" entry of a training checkpoint written by ``zoo <command>`` (train or finetune)."""
     # weights_only=True: a checkpoint is data; never let it run code.
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError, a truncated zip, not a torch file at all...
         raise ValueError(f"{path} is not a readable training checkpoint ({type(err).__name__}); "
-                         "pass the last.ckpt or on_exception.ckpt of a `zoo train` run") from None  # fmt: skip
+                         f"pass the last.ckpt or on_exception.ckpt of a `zoo {command}` run") from None  # fmt: skip
     meta = ckpt.get("zoo") if isinstance(ckpt, dict) else None
     if not meta:
-        raise ValueError(f"{path} was not written by `zoo train` (it has no 'zoo' entry), so it cannot be resumed here")
+        raise ValueError(f"{path} was not written by `zoo {command}` (it has no 'zoo' entry), so it cannot be resumed here")
+    written_by = "finetune" if "finetune" in meta else "train"
+    if written_by != command:
+        raise ValueError(f"{path} is a `zoo {written_by}` checkpoint: continue it with `zoo {written_by} --resume`")
     return meta
 
 
@@ -292,6 +372,7 @@ def train(
     resume: bool | str | os.PathLike = False,
     test: bool = True,
     progress_bar: bool = True,
+    logger: str = "csv",
     callbacks: Sequence[Callback] = (),
     num_workers: int = 0,
     command: str | None = None,
@@ -307,12 +388,14 @@ def train(
     no local copy exists. ``resume=True`` continues from the newest ``last.ckpt`` of the model's
     run folder; a path resumes from that checkpoint (only ``epochs`` may change then).
     ``train_limit``/``eval_limit`` train and evaluate on the first N images only (quick runs).
-    ``command`` is recorded with the metrics (the CLI passes its own command line). The final
+    ``command`` is recorded with the metrics (the CLI passes its own command line). ``logger``:
+    "csv" (``logs/version_<k>/metrics.csv``) or "tensorboard" (that and TensorBoard's files). The final
     weights are exported as a checkpoint folder to ``<run>/export`` and to the local store, where
     ``zoo.load(model_name)`` finds them. Returns the run folder, the trained model and the metrics
     written to ``metrics.json``.
     """
     spec = get_spec(model_name)
+    check_logger(logger)
     unknown = sorted(set(recipe_fields) - set(Recipe.field_names()))
     if unknown:
         raise TypeError(f"train() got unexpected keyword argument(s) {unknown}; recipe fields are {Recipe.field_names()}")
@@ -379,7 +462,14 @@ def train(
         save_last=True,
         auto_insert_metric_name=False,
     )
-    trainer = L.Trainer(
+    trainer = zoo_trainer(
+        run_dir,
+        checkpoint=checkpoint,
+        meta=_ZooMeta.for_train(model_name, kwargs, recipe, seed, train_limit, started_by, resumed_by),
+        seed=seed,
+        logger=logger,
+        progress_bar=progress_bar,
+        callbacks=[*([EMA(recipe.ema)] if recipe.ema else []), *callbacks],
         max_epochs=recipe.epochs,
         max_steps=max_steps,
         precision=recipe.precision,
@@ -387,29 +477,13 @@ def train(
         devices=devices,
         strategy=strategy,
         num_nodes=num_nodes,
-        deterministic=False,
-        # A fresh log version per (re)start: Lightning would otherwise overwrite the earlier metrics.csv.
-        logger=CSVLogger(save_dir=str(run_dir), name="logs"),
-        # OnExceptionCheckpoint: Ctrl+C or a crash still leaves a checkpoint of where training was.
-        callbacks=[BatchSeed(seed), _ZooMeta(model_name, kwargs, recipe, seed, train_limit, started_by, resumed_by), checkpoint, OnExceptionCheckpoint(ckpt_dir), StopOnNonFinite(),
-                   *([EMA(recipe.ema)] if recipe.ema else []), *callbacks],  # fmt: skip
-        enable_progress_bar=progress_bar,
-        enable_model_summary=progress_bar,
         log_every_n_steps=10,
         benchmark=True,  # cudnn autotuning: every batch of a run has the same shape
     )
-    previous_sigint = signal.getsignal(signal.SIGINT)
-    os.environ[_RUN_DIR_ENV] = str(run_dir)  # DDP processes Lightning starts later inherit it
     setup_seconds = _process_seconds()  # imports, data, model: everything before the first step
     start = time.perf_counter()
-    try:
-        with _quiet():
-            trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
-    finally:
-        # Lightning ignores SIGINT while it shuts down after a Ctrl+C; give it back to the caller.
-        signal.signal(signal.SIGINT, previous_sigint)
-        if "LOCAL_RANK" not in os.environ or os.environ.get("LOCAL_RANK") == "0":
-            os.environ.pop(_RUN_DIR_ENV, None)
+    with _fitting(run_dir):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
     fit_seconds = time.perf_counter() - start
     if not trainer.interrupted:
         check_finite_weights(model)  # a NaN model is never scored, exported or stored

@@ -242,6 +242,18 @@ class EpochShuffleSampler(RandomSampler):
         return iter(torch.randperm(self.n, generator=gen).tolist())
 
 
+def next_augment_seed(dm: L.LightningDataModule) -> int:
+    """The seed of the next training batch's augmentation, from (``dm.seed``, epoch, batch number,
+    rank) only: a resumed run augments exactly as the uninterrupted one, and nothing else's
+    randomness (dropout, validation, a loader started early) shifts it. ``dm`` keeps the count in
+    ``_aug_epoch`` / ``_aug_batch`` (start them at -1, 0)."""
+    epoch, rank = dm.trainer.current_epoch, dm.trainer.global_rank
+    if epoch != dm._aug_epoch:
+        dm._aug_epoch, dm._aug_batch = epoch, 0
+    dm._aug_batch += 1
+    return hash((dm.seed, epoch, dm._aug_batch - 1, rank)) % (2**31)
+
+
 #: The label of the blank images that pad an evaluation batch to full size (static shapes); the
 #: value cross-entropy ignores by default, and the classifiers' metrics are told to ignore.
 PAD_LABEL = -100
@@ -411,12 +423,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         # Each training batch's augmentation depends only on (seed, epoch, batch number, rank), so
         # a resumed run augments exactly as the uninterrupted one, and nothing else's randomness
         # (dropout, validation) shifts it.
-        epoch, rank = self.trainer.current_epoch, self.trainer.global_rank
-        if epoch != self._aug_epoch:
-            self._aug_epoch, self._aug_batch = epoch, 0
-        seed = hash((self.seed, epoch, self._aug_batch, rank)) % (2**31)
-        self._aug_batch += 1
-        with seeded_rng(seed, images.device):
+        with seeded_rng(next_augment_seed(self), images.device):
             return self._format(self.transform(images, train=True)), labels
 
     def _format(self, x: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from ..runtime import seeded_rng
+from .fashion_mnist import EpochShuffleSampler, next_augment_seed
 from .preprocess import PhotoSteps, Preprocess, per_channel
 
 __all__ = ["ImageFolderDataModule", "IMAGE_EXTENSIONS", "scan_image_folder"]
@@ -52,16 +54,16 @@ def scan_image_folder(root: Path) -> dict[str, list[Path]]:
 
 
 class _Images(Dataset):
-    """Decoded images (float, in_chans x S x S) with labels, transformed per sample."""
+    """Decoded images (float, in_chans x S x S) with labels, transformed per sample (or not)."""
 
-    def __init__(self, images: list[torch.Tensor], labels: list[int], transform: Any) -> None:
+    def __init__(self, images: list[torch.Tensor], labels: list[int], transform: Any = None) -> None:
         self.images, self.labels, self.transform = images, labels, transform
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(self.images[i]), self.labels[i]
+        return (self.transform(self.images[i]) if self.transform else self.images[i]), self.labels[i]
 
 
 class ImageFolderDataModule(L.LightningDataModule):
@@ -112,10 +114,12 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.classes: list[str] = []
         self.skipped: list[Path] = []
         self.train_set = self.val_set = None
+        self._aug_epoch, self._aug_batch = -1, 0
         # Decoding: mode/channels/size fitted exactly as zoo.load's preprocess does, minus normalising.
         # The photo steps default to none: a user's folder is its own data set, and a model trained
         # on it records the steps it was trained with (PhotoSteps in its config.json).
         self.steps = steps or PhotoSteps.plain()
+        self._augmentation_steps = self._augmentation()
         self._decode = Preprocess(input_size=input_size, in_chans=in_chans, mean=[0.0] * in_chans, std=[1.0] * in_chans, steps=self.steps)
 
     @classmethod
@@ -198,7 +202,8 @@ class ImageFolderDataModule(L.LightningDataModule):
             train_idx, val_idx = self._split(labels)
             val_images, val_labels = [images[i] for i in val_idx], [labels[i] for i in val_idx]
             images, labels = [images[i] for i in train_idx], [labels[i] for i in train_idx]
-        self.train_set = _Images(images, labels, self._train_transform())
+        # Training images are augmented and normalised per batch (on_after_batch_transfer), from a seed.
+        self.train_set = _Images(images, labels)
         self.val_set = _Images(val_images, val_labels, self._normalise())
 
     def _split(self, labels: list[int]) -> tuple[list[int], list[int]]:
@@ -221,20 +226,33 @@ class ImageFolderDataModule(L.LightningDataModule):
     def _normalise(self) -> v2.Normalize:
         return v2.Normalize(self.mean, self.std)
 
-    def _train_transform(self) -> Any:
-        if self.augment == "none":
-            return self._normalise()
+    def _augmentation(self) -> Any:
+        """The book's per-image augmentation (ch. 13.1), on [0, 1] images before normalising."""
         steps: list[Any] = [v2.RandomResizedCrop(self.input_size, scale=(0.6, 1.0), antialias=True)]
         if self.hflip:
             steps.append(v2.RandomHorizontalFlip())
         if self.in_chans == 3:
             steps.append(v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3))
-        return v2.Compose([*steps, self._normalise()])
+        return v2.Compose(steps)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        images, labels = batch
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or not trainer.training:
+            return batch  # validation images are normalised as they are read
+        if self.augment != "none":
+            # Each image its own crop and flip, drawn from the batch's seed: (seed, epoch, batch, rank)
+            # only, so a resumed run augments as the uninterrupted one did.
+            augment = self._augmentation_steps
+            with seeded_rng(next_augment_seed(self), images.device):
+                images = torch.stack([augment(image) for image in images])
+        return self._normalise()(images), labels
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
-                          drop_last=len(self.train_set) > self.batch_size)  # fmt: skip
+        # The order depends only on (seed, epoch), so a resumed run sees the batches the uninterrupted one would.
+        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=EpochShuffleSampler(len(self.train_set), self.seed),
+                          num_workers=self.num_workers, drop_last=len(self.train_set) > self.batch_size)  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:
         self.setup()
