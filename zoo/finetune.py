@@ -210,7 +210,7 @@ SETTINGS = ("source", "data", "epochs", "lr", "backbone_lr_ratio", "freeze", "un
 
 
 def finetune(
-    source: str | os.PathLike | None = "lenet",
+    source: str | os.PathLike | None = None,
     data: str | os.PathLike | None = None,
     *,
     epochs: int | None = None,
@@ -250,7 +250,7 @@ def finetune(
     ``devices``, ``accelerator`` and ``precision``. ``resume=True`` continues the newest run under
     ``out_dir`` from its last checkpoint (a path: from that checkpoint) with its recorded settings;
     only ``epochs`` (and the hardware, logging and progress options) may change, and ``source`` /
-    ``data``, when given, must be the recorded ones.
+    ``data``, when given, must be the recorded ones. ``source`` defaults to "lenet" for a new run.
 
     Returns the settings, the classes, image counts, validation top-1 (``val_acc``), the steps
     run, the run folder and the export's path. For a fair comparison with training from
@@ -277,8 +277,9 @@ def finetune(
                              devices=devices, strategy=strategy, precision=precision, logger=logger, progress_bar=progress_bar,
                              callbacks=callbacks, started_by=meta.get("command"),
                              resumed_by=[*meta.get("resumed_by", []), *([command] if command else [])])  # fmt: skip
-    if source is None or data is None:
-        raise ValueError("give the source model and the image folder (data) to fine-tune on")
+    if data is None:
+        raise ValueError("give the image folder (data) to fine-tune on")
+    source = "lenet" if source is None else source
     if freeze not in STRATEGIES:
         raise ValueError(f"freeze must be one of {STRATEGIES}, got {freeze!r}")
     settings = dict(source=str(source), data=str(data), epochs=epochs, lr=lr, backbone_lr_ratio=backbone_lr_ratio, freeze=freeze,
