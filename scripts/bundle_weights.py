@@ -83,11 +83,13 @@ def bundle_trained_here(name: str, seed: int, out: Path, command: str) -> Path:
     if dst.exists():
         shutil.rmtree(dst)
     shutil.copytree(result.run_dir / "export", dst)
-    scores = evaluate(zoo.load(dst))
-    recorded = result.metrics["test/acc"]
-    if abs(scores["test/acc"] - recorded) > 1e-6:
-        raise SystemExit(f"{name}: the bundled file scores {scores['test/acc']:.6f}, training recorded {recorded:.6f}")
-    print(f"{name}: bundled {dst} — test top-1 {scores['test/acc']:.4f} (re-measured on the bundled file), "
+    model = zoo.load(dst)
+    key = f"test/{model.score}"
+    scores = evaluate(model)
+    recorded = result.metrics[key]
+    if abs(scores[key] - recorded) > 1e-6:
+        raise SystemExit(f"{name}: the bundled file scores {scores[key]:.6f}, training recorded {recorded:.6f}")
+    print(f"{name}: bundled {dst} — test {model.score_label} {scores[key]:.4f} (re-measured on the bundled file), "
           f"{result.metrics['fit_seconds']:.0f} s of training")  # fmt: skip
     return dst
 

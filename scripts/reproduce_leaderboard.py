@@ -40,9 +40,11 @@ from zoo.report import (  # noqa: E402
     leaderboard_markdown,
     plot_confusion,
     plot_curves,
+    SCENES_FIELDS,
     read_leaderboard_csv,
     recipe_fingerprint,
     replace_between_markers,
+    scenes_markdown,
     write_leaderboard_csv,
 )
 from zoo.train import evaluate, train  # noqa: E402
@@ -50,11 +52,16 @@ from zoo.train import evaluate, train  # noqa: E402
 QUICK = dict(max_steps=8, train_limit=2048, eval_limit=500)
 
 
+def is_scene_model(name: str) -> bool:
+    """A detector or segmenter of the Fashion-MNIST scenes: the second table."""
+    return zoo.get_spec(name).task in ("detection", "segmentation")
+
+
 def select(patterns: str) -> list[str]:
-    names = [n for n in zoo.list_models() if issubclass(zoo.get_spec(n).model_class, zoo.ImageClassifier)]
+    names = [n for n in zoo.list_models() if issubclass(zoo.get_spec(n).model_class, zoo.ImageClassifier) or is_scene_model(n)]
     chosen = [n for n in names if any(fnmatch.fnmatch(n, p.strip()) for p in patterns.split(","))]
     if not chosen:
-        raise SystemExit(f"no classifier matches {patterns!r}; classifiers: {', '.join(names)}")
+        raise SystemExit(f"no model of the leaderboards matches {patterns!r}; they are: {', '.join(names)}")
     return chosen
 
 
@@ -71,10 +78,10 @@ def find_run_logs(name: str, roots: list[Path]) -> list[Path]:
     return []
 
 
-def run_one(name: str, args: argparse.Namespace, command: str) -> dict:
-    spec = zoo.get_spec(name)
+def trained(name: str, args: argparse.Namespace, command: str) -> tuple:
+    """(model, its CSV log folders, command, wall seconds, hardware, seed, date, epochs): trained
+    now with the registry recipe, or with --eval-only as the stored checkpoint recorded it."""
     quick = QUICK if args.quick else {}
-    eval_limit = quick.get("eval_limit")
     if args.eval_only:
         model = zoo.load(name)
         config = json.loads((Path(model.checkpoint["path"]) / CONFIG_NAME).read_text())
@@ -94,6 +101,32 @@ def run_one(name: str, args: argparse.Namespace, command: str) -> dict:
         logs = log_dirs(result.run_dir)
         row_command = command
         wall, hardware, seed, date, epochs = m["fit_seconds"], m["device"], m["seed"], m["date"], m["epochs"]
+    return model, logs, row_command, wall, hardware, seed, date, epochs
+
+
+def run_scene_model(name: str, args: argparse.Namespace, command: str) -> dict:
+    """A row of the scene models' table: the test score (mAP@0.5, mean IoU), the others, validation."""
+    model, logs, row_command, wall, hardware, seed, date, epochs = trained(name, args, command)
+    eval_limit = QUICK["eval_limit"] if args.quick else None
+    test = evaluate(model, eval_limit=eval_limit, accelerator=args.accelerator)
+    val = evaluate(model, split="val", eval_limit=eval_limit, accelerator=args.accelerator)
+    if logs:
+        plot_curves(logs, Path(args.plots) / f"{name}-curves.png", f"{name}: training curves")
+    others = [f"{k.split('/')[1]} {v:.4f}" for k, v in test.items() if k not in (f"test/{model.score}", "test/loss")]
+    return {
+        "model": name, "task": model.task, "input_size": model.input_size, "params": sum(p.numel() for p in model.parameters()),
+        "epochs": epochs, "score": model.score_label, "test_score": f"{test[f'test/{model.score}']:.4f}", "also": "; ".join(others),
+        "val_score": f"{val[f'val/{model.score}']:.4f}", "wall_time_s": f"{float(wall or 0):.1f}", "hardware": hardware or "",
+        "precision": model.recipe.precision, "seed": seed if seed is not None else "",
+        "date": date or datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": row_command,
+        "recipe": recipe_fingerprint(model.recipe.to_dict()),
+    }  # fmt: skip
+
+
+def run_one(name: str, args: argparse.Namespace, command: str) -> dict:
+    spec = zoo.get_spec(name)
+    eval_limit = QUICK["eval_limit"] if args.quick else None
+    model, logs, row_command, wall, hardware, seed, date, epochs = trained(name, args, command)
     test = evaluate(model, eval_limit=eval_limit, accelerator=args.accelerator)
     val = evaluate(model, split="val", eval_limit=eval_limit, accelerator=args.accelerator)
     plots = Path(args.plots)
@@ -154,6 +187,12 @@ def update_readme(rows: dict[str, dict]) -> None:
     readme.write_text(replace_between_markers(readme.read_text(), "leaderboard", body))
 
 
+def update_readme_scenes(rows: dict[str, dict]) -> None:
+    readme = ROOT / "README.md"
+    ranked = [rows[n] for n in zoo.list_models() if n in rows]
+    readme.write_text(replace_between_markers(readme.read_text(), "scenes", scenes_markdown(ranked)))
+
+
 def update_manifest(trained: list[str]) -> None:
     from make_manifest import regenerate
 
@@ -175,6 +214,8 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "runs" / "leaderboard"))
     p.add_argument("--results", help="CSV (default results/leaderboard.csv, or results/leaderboard-quick.csv with --quick)")
+    p.add_argument("--scene-results", help="CSV of the detection and segmentation models (default results/leaderboard-scenes.csv, "
+                   "or results/leaderboard-scenes-quick.csv with --quick)")  # fmt: skip
     p.add_argument("--plots", help="folder for the PNGs (default results/plots, or results/quick-plots)")
     p.add_argument("--no-readme", action="store_true", help="leave README.md and checkpoints.json alone")
     p.add_argument("--no-progress", action="store_true")
@@ -183,10 +224,12 @@ def main() -> int:
     if args.devices != "auto":
         args.devices = int(args.devices)
     args.results = Path(args.results or ROOT / "results" / ("leaderboard-quick.csv" if args.quick else "leaderboard.csv"))
+    args.scene_results = Path(args.scene_results or ROOT / "results" / ("leaderboard-scenes-quick.csv" if args.quick else "leaderboard-scenes.csv"))
     args.plots = args.plots or str(ROOT / "results" / ("quick-plots" if args.quick else "plots"))
     command = shlex.join(["python", "scripts/reproduce_leaderboard.py", *sys.argv[1:]])
 
     rows = read_leaderboard_csv(args.results)
+    scene_rows = read_leaderboard_csv(args.scene_results)
     failures: dict[str, str] = {}
     done: list[str] = []
     if args.merge:
@@ -195,18 +238,27 @@ def main() -> int:
         start = time.perf_counter()
         print(f"\n=== {name} ===", flush=True)
         try:
-            rows[name] = run_one(name, args, command)
+            if is_scene_model(name):
+                scene_rows[name] = row = run_scene_model(name, args, command)
+                print(f"=== {name}: test {row['score']} {row['test_score']} ({row['also']}), {time.perf_counter() - start:.0f} s", flush=True)
+            else:
+                rows[name] = run_one(name, args, command)
+                print(f"=== {name}: test top-1 {rows[name]['test_top1']} (book {rows[name]['book_top1']}), "
+                      f"{time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
             done.append(name)
-            print(f"=== {name}: test top-1 {rows[name]['test_top1']} (book {rows[name]['book_top1']}), "
-                  f"{time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
         except Exception as err:  # one model's failure must not stop the others
             traceback.print_exc()
             failures[name] = f"{type(err).__name__}: {err}"
             print(f"=== {name}: FAILED ({failures[name]})", flush=True)
     write_leaderboard_csv(rows.values(), args.results, zoo.list_models())
     print(f"\nwrote {args.results}")
+    if scene_rows:
+        write_leaderboard_csv(scene_rows.values(), args.scene_results, zoo.list_models(), SCENES_FIELDS)
+        print(f"wrote {args.scene_results}")
     if not args.quick and not args.no_readme:
         update_readme(rows)
+        if scene_rows:
+            update_readme_scenes(scene_rows)
         if not args.eval_only and not args.merge:
             update_manifest(done)
         print("updated README.md (leaderboard) and checkpoints.json")

@@ -198,7 +198,7 @@ def test_manifest_matches_the_real_files():
     assert (ROOT / "zoo" / "checkpoints.json").read_text() == top  # the package's copy is the same
     entries = read_manifest(ROOT / "checkpoints.json")
     bundled = {e["model"] for e in entries.values() if e["bundled"]}
-    assert bundled == {"softmax", "mlp", "lenet", "lenet_bn", "tiny_ssd", "resnet18", "densenet"}
+    assert bundled == {"softmax", "mlp", "lenet", "lenet_bn", "tiny_ssd", "ssd_fmnist", "fcn", "resnet18", "densenet"}
     total = 0
     for name in bundled:
         entry, folder = entries[name], BUNDLED_DIR / name

@@ -49,3 +49,13 @@ def test_a_failing_model_is_reported_and_the_others_go_on(tmp_path):
     # Re-evaluated, the bundled file scores exactly what its config.json recorded at training.
     recorded = json.loads((BUNDLED_DIR / "softmax" / "config.json").read_text())["metrics"]["test/acc"]
     assert list(board) == ["softmax"] and board["softmax"]["test_top1"] == f"{recorded:.4f}"
+
+
+def test_scene_models_get_their_own_table(tmp_path):
+    # The bundled segmenter re-evaluated (--quick: 500 scenes) into the second table, not the first.
+    proc = run(tmp_path, "--eval-only", "--quick", "--models", "fcn", f"--scene-results={tmp_path / 'scenes.csv'}")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (row,) = rows(tmp_path / "scenes.csv").values()
+    assert row["model"] == "fcn" and row["task"] == "segmentation" and row["score"] == "mean IoU"
+    assert 0.3 < float(row["test_score"]) <= 1.0 and row["also"].startswith("pixel_acc ")
+    assert not (tmp_path / "board.csv").exists() or "fcn" not in rows(tmp_path / "board.csv")

@@ -159,13 +159,16 @@ print(net.label_names[int(probs.argmax())], float(probs.max()))
 
 
 # Per Hub pipeline tag: the data set's name and how the test score was measured.
-_DATASET = {"image-classification": "Fashion-MNIST", "object-detection": "Fashion-MNIST scenes"}
+_DATASET = {"image-classification": "Fashion-MNIST", "object-detection": "Fashion-MNIST scenes",
+            "image-segmentation": "Fashion-MNIST scene label maps"}
 _MEASURED = {
     "image-classification": "Measured on the official 10,000 test images with the final weights; model selection "
                             "only on the fixed 5,000-image validation split.",
     "object-detection": "Measured on 2,000 test scenes made only from the official test images, with the final weights.",
+    "image-segmentation": "Mean IoU over background and the 10 classes, on the label maps of 2,000 test scenes made only "
+                          "from the official test images, with the final weights.",
 }  # fmt: skip
-_HUB_METRIC = {"acc": "accuracy", "map50": "map_50"}
+_HUB_METRIC = {"acc": "accuracy", "map50": "map_50", "miou": "mean_iou"}
 
 
 def model_card(config: dict[str, Any]) -> str:

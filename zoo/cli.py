@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "tensorboard: that and TensorBoard's files in tensorboard/ (the tensorboard extra)")  # fmt: skip
     r.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
 
-    p_pred = sub.add_parser("predict", parents=[common, loading, photo], help="classify image files, or draw a detector's boxes on them")
+    p_pred = sub.add_parser("predict", parents=[common, loading, photo], help="classify image files, draw a detector's boxes on them, or write a segmenter's mask")
     p_pred.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="MODEL (a zoo name or checkpoint folder; or use --model) then image files, folders (searched "
                              "recursively) or globs such as 'photos/**/*.jpg'")  # fmt: skip
@@ -203,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_pred.add_argument("--output", help="write the predictions here instead of to the console")
     p_pred.add_argument("--force", action="store_true", help="replace an existing --output file")
     p_pred.add_argument("--min-score", type=float, default=0.5, help="detectors: keep detections scoring at least this")
-    p_pred.add_argument("--out-dir", help="detectors: where to write <image>.pred.png (default: beside the image)")
+    p_pred.add_argument("--out-dir", help="detectors and segmenters: where to write <image>.pred.png / <image>.mask.png "
+                        "(default: beside the image)")  # fmt: skip
 
     p_exp = sub.add_parser("export", parents=[common, loading], help="export a trained classifier to ONNX, TorchScript or torch.export (.pt2)")
     p_exp.add_argument("model", help="a model name (see `zoo.load`) or a checkpoint folder")
@@ -269,6 +270,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .train import evaluate
 
     model = load(args.model, source=args.source, trust_unverified=args.trust_unverified)
+    if args.data and model.task != "classification":
+        raise ValueError(f"--data scores a classifier on folders of class images; {model.model_name} is a {model.task} model "
+                         "(zoo eval without --data scores it on its test scenes)")  # fmt: skip
     if args.data:
         _apply_photo_flags(model, args)
         return _eval_folder(model, args)
@@ -386,7 +390,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from .detection.detector import Detector
     from .hub import load
-    from .predict import classify, detect, expand_inputs, format_records
+    from .predict import classify, detect, expand_inputs, format_records, segment
+    from .segmentation.segmenter import Segmenter
 
     inputs = list(args.inputs)
     if args.model is None:  # zoo predict MODEL INPUTS...
@@ -402,6 +407,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     files = expand_inputs(inputs, skip)
     if isinstance(model, Detector):
         records = list(detect(model, files, on_skip=skip, min_score=args.min_score, out_dir=args.out_dir))
+    elif isinstance(model, Segmenter):
+        records = list(segment(model, files, on_skip=skip, out_dir=args.out_dir))
     else:
         records = list(classify(model, files, on_skip=skip, top_k=args.top_k, batch_size=args.batch_size, device=args.device))
     text = format_records(records, args.format)

@@ -60,12 +60,16 @@ def network_input(model: Any, image: Image.Image, *, display: int = 280) -> Imag
 
 
 def predict(model: Any, image: Image.Image) -> tuple[dict[str, float], Image.Image | None]:
-    """(label -> probability of the top 5, or detection -> score; the image with boxes, detectors only)."""
-    from .predict import classify_images, detect_image
+    """(label -> probability of the top 5, detection -> score, or label -> share of the pixels;
+    the image with boxes (detectors) or the coloured mask (segmenters), else None)."""
+    from .predict import classify_images, detect_image, segment_image
 
     if model.task == "detection":
         drawn, found = detect_image(model, image, min_score=0.5)
         return {f"{d['label']} at {[round(v) for v in d['box']]}": d["score"] for d in found}, drawn
+    if model.task == "segmentation":
+        mask, shares = segment_image(model, image)
+        return shares, mask
     (top,) = classify_images(model, [image], top_k=5)
     return {p["label"]: p["probability"] for p in top}, None
 
@@ -133,7 +137,7 @@ def build_demo(*, default_model: str | None = None, steps_off: tuple[str, ...] =
                 gr.Examples(examples=[[p] for p in examples], inputs=image, label="Fashion-MNIST examples (real test images)")
             with gr.Column():
                 scores = gr.Label(num_top_classes=5, label="Top 5", elem_id="zoo-scores")
-                boxes = gr.Image(label="Detections", visible=False, interactive=False, elem_id="zoo-boxes")
+                boxes = gr.Image(label="Detections / mask", visible=False, interactive=False, elem_id="zoo-boxes")
                 seen = gr.Image(label="What the network sees", visible=False, interactive=False, elem_id="zoo-seen")
         inputs, outputs = [model, image, sketch, source, show], [scores, boxes, seen]
         image.change(lambda: "image", None, source).then(run, inputs, outputs)

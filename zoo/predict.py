@@ -15,13 +15,14 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
 from .data.folder import IMAGE_EXTENSIONS
 
-__all__ = ["expand_inputs", "read_image", "classify", "classify_images", "detect", "detect_image", "format_records",
-           "evaluate_folder", "FORMATS"]  # fmt: skip
+__all__ = ["expand_inputs", "read_image", "classify", "classify_images", "detect", "detect_image", "segment", "segment_image",
+           "PALETTE", "format_records", "evaluate_folder", "FORMATS"]  # fmt: skip
 
 FORMATS = ("table", "csv", "json")
 Skip = Callable[[str, str], None]
@@ -121,6 +122,19 @@ def detect_image(model: Any, img: Image.Image, *, min_score: float = 0.5) -> tup
     return Image.fromarray(drawn.permute(1, 2, 0).numpy()), detections
 
 
+def _output_path(path: str, out_dir: str | None, suffix: str, written: set[Path]) -> Path:
+    """``<image stem><suffix>`` beside the image or in ``out_dir``; an input whose name another
+    input of this call already used gets ``-2``, ``-3``... (nothing written here is overwritten by
+    this call itself)."""
+    out, n = Path(out_dir or Path(path).parent) / f"{Path(path).stem}{suffix}", 1
+    while out.resolve() in written:
+        n += 1
+        out = out.with_name(f"{Path(path).stem}-{n}{suffix}")
+    written.add(out.resolve())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 @torch.no_grad()
 def detect(model: Any, paths: list[str], *, on_skip: Skip, min_score: float = 0.5, out_dir: str | None = None) -> Iterator[dict[str, Any]]:
     """One record per readable image: ``{"path", "detections": [{"label", "score", "box"}], "drawn"}``,
@@ -132,14 +146,47 @@ def detect(model: Any, paths: list[str], *, on_skip: Skip, min_score: float = 0.
         if img is None:
             continue
         drawn, detections = detect_image(model, img, min_score=min_score)
-        out, n = Path(out_dir or Path(path).parent) / f"{Path(path).stem}.pred.png", 1
-        while out.resolve() in written:
-            n += 1
-            out = out.with_name(f"{Path(path).stem}-{n}.pred.png")
-        written.add(out.resolve())
-        out.parent.mkdir(parents=True, exist_ok=True)
+        out = _output_path(path, out_dir, ".pred.png", written)
         drawn.save(out)
         yield {"path": path, "detections": detections, "drawn": str(out)}
+
+
+#: The colours of a segmentation mask, one per label: background black, then PASCAL VOC's colour map.
+PALETTE = ((0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0), (0, 0, 128), (128, 0, 128), (0, 128, 128), (128, 128, 128),
+           (64, 0, 0), (192, 0, 0), (64, 128, 0), (192, 128, 0), (64, 0, 128), (192, 0, 128), (64, 128, 128), (192, 128, 128))  # fmt: skip
+
+
+@torch.no_grad()
+def segment_image(model: Any, img: Image.Image) -> tuple[Image.Image, dict[str, float]]:
+    """A segmenter's label for every pixel of one image: (the coloured mask at the image's size,
+    as a viewer shows it, in :data:`PALETTE`'s colours; ``{label: share of the pixels}`` of every
+    label found, largest first)."""
+    if model.num_classes > len(PALETTE):
+        raise ValueError(f"{model.num_classes} labels, but the mask palette has {len(PALETTE)} colours")
+    img = model.preprocess.upright(img)
+    device = next(model.parameters()).device
+    (labels,) = model.segment(model.preprocess(img).to(device)).cpu().to(torch.uint8)
+    # Nearest-neighbour back to the image's size: a label is never blended with its neighbours'.
+    labels = torch.from_numpy(np.array(Image.fromarray(labels.numpy()).resize(img.size, Image.Resampling.NEAREST))).long()
+    counts = torch.bincount(labels.flatten(), minlength=model.num_classes)
+    shares = {model.label_names[i]: round(float(counts[i]) / float(counts.sum()), 4) for i in counts.argsort(descending=True).tolist()
+              if counts[i] > 0}  # fmt: skip
+    return Image.fromarray(torch.tensor(PALETTE, dtype=torch.uint8)[labels].numpy()), shares
+
+
+@torch.no_grad()
+def segment(model: Any, paths: list[str], *, on_skip: Skip, out_dir: str | None = None) -> Iterator[dict[str, Any]]:
+    """One record per readable image: ``{"path", "labels": {label: share of the pixels}, "mask"}``,
+    the coloured mask saved as ``<image>.mask.png`` (beside the image, or in ``out_dir``)."""
+    written: set[Path] = set()
+    for path in paths:
+        img = read_image(path, on_skip)
+        if img is None:
+            continue
+        mask, shares = segment_image(model, img)
+        out = _output_path(path, out_dir, ".mask.png", written)
+        mask.save(out)
+        yield {"path": path, "labels": shares, "mask": str(out)}
 
 
 def format_records(records: list[dict[str, Any]], fmt: str) -> str:
@@ -151,6 +198,8 @@ def format_records(records: list[dict[str, Any]], fmt: str) -> str:
         for r in records:
             if "predictions" in r:
                 lines.append(f"{r['path']}: " + ", ".join(f"{p['label']} {p['probability']:.3f}" for p in r["predictions"]))
+            elif "labels" in r:
+                lines.append(f"{r['path']}: " + ", ".join(f"{label} {share:.1%}" for label, share in r["labels"].items()) + f"  -> {r['mask']}")
             else:
                 found = "; ".join(f"{d['label']} {d['score']:.2f} at {[round(v) for v in d['box']]}" for d in r["detections"])
                 lines.append(f"{r['path']}: {found or 'nothing found'}  -> {r['drawn']}")
@@ -161,6 +210,10 @@ def format_records(records: list[dict[str, Any]], fmt: str) -> str:
         writer.writerow(["path", "rank", "label", "probability"])
         for r in records:
             writer.writerows([r["path"], rank, p["label"], p["probability"]] for rank, p in enumerate(r["predictions"], 1))
+    elif records and "labels" in records[0]:
+        writer.writerow(["path", "label", "pixel_share", "mask"])
+        for r in records:
+            writer.writerows([r["path"], label, share, r["mask"]] for label, share in r["labels"].items())
     else:
         writer.writerow(["path", "label", "score", "x0", "y0", "x1", "y1", "drawn"])
         for r in records:

@@ -12,10 +12,15 @@ from typing import Any, Iterable
 import torch
 
 __all__ = ["plot_curves", "confusion_matrix", "plot_confusion", "write_leaderboard_csv", "read_leaderboard_csv",
-           "leaderboard_markdown", "replace_between_markers", "recipe_fingerprint", "LEADERBOARD_FIELDS"]  # fmt: skip
+           "leaderboard_markdown", "scenes_markdown", "replace_between_markers", "recipe_fingerprint", "LEADERBOARD_FIELDS",
+           "SCENES_FIELDS"]  # fmt: skip
 
 LEADERBOARD_FIELDS = ["model", "input_size", "params", "epochs", "test_top1", "book_top1", "difference", "val_top1",
                       "wall_time_s", "hardware", "precision", "seed", "date", "command", "recipe"]  # fmt: skip
+
+#: The second table: the models of the scenes (detection, segmentation), each scored its own way.
+SCENES_FIELDS = ["model", "task", "input_size", "params", "epochs", "score", "test_score", "also", "val_score", "wall_time_s",
+                 "hardware", "precision", "seed", "date", "command", "recipe"]  # fmt: skip
 
 # Switches of a run, not of the recipe: a GPU run sets them on the command line.
 _RUN_SWITCHES = ("precision", "channels_last", "compile", "compile_mode", "static_shapes", "fused", "eval_batch_size")
@@ -119,15 +124,16 @@ def read_leaderboard_csv(path: str | os.PathLike) -> dict[str, dict[str, str]]:
         return {row["model"]: row for row in csv.DictReader(fh)}
 
 
-def write_leaderboard_csv(rows: Iterable[dict[str, Any]], path: str | os.PathLike, order: list[str]) -> Path:
+def write_leaderboard_csv(rows: Iterable[dict[str, Any]], path: str | os.PathLike, order: list[str],
+                          fields: list[str] = LEADERBOARD_FIELDS) -> Path:  # fmt: skip
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rank = {name: i for i, name in enumerate(order)}
     with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=LEADERBOARD_FIELDS)
+        writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         for row in sorted(rows, key=lambda r: rank.get(r["model"], len(rank))):
-            writer.writerow({k: row.get(k, "") for k in LEADERBOARD_FIELDS})
+            writer.writerow({k: row.get(k, "") for k in fields})
     return path
 
 
@@ -148,6 +154,19 @@ def leaderboard_markdown(rows: Iterable[dict[str, Any]], waiting: Iterable[str] 
         )
     for name in waiting:
         lines.append(f"| `{name}` | | | | | | | | | | waiting for a GPU run |")
+    return "\n".join(lines)
+
+
+def scenes_markdown(rows: Iterable[dict[str, Any]]) -> str:
+    """The README table of the scene models: each row's test score, its other score, the
+    validation score, where and how long it trained, and the command that made it."""
+    lines = ["| model | task | params | epochs | test score | also | validation | hardware | wall time | command |",
+             "|---|---|---:|---:|---:|---|---:|---|---:|---|"]  # fmt: skip
+    for r in rows:
+        lines.append(
+            f"| `{r['model']}` | {r['task']} | {int(r['params']):,} | {r['epochs']} | {r['score']} **{float(r['test_score']):.4f}** | "
+            f"{r['also']} | {float(r['val_score']):.4f} | {r['hardware']} | {float(r['wall_time_s']) / 60:.1f} min | `{r['command']}` |"
+        )
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@
                     optional ``top_k`` (classifiers) or ``min_score`` (detectors), in the form or the JSON
                     -> {"model", "predictions": [{"label", "probability"}]}  (classifiers)
                     -> {"model", "width", "height", "detections": [{"label", "score", "box"}]}  (detectors)
+                    -> {"model", "width", "height", "labels": {label: share of the pixels}, "mask_png": base64}  (segmenters)
     GET  /health    "ok" once the model is loaded
     GET  /info      the model's metadata (name, sha256, test score, preprocessing, labels) and the server's settings
 
@@ -117,9 +118,18 @@ class ZooAPI(ls.LitAPI):
         return self._predict(inputs)
 
     def _predict(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from .predict import classify_images, detect_image
+        from .predict import classify_images, detect_image, segment_image
 
         n = len(inputs)
+        if self.model.task == "segmentation":
+            outputs = []
+            for item in inputs:
+                mask, shares = segment_image(self.model, item["image"])
+                png = io.BytesIO()
+                mask.save(png, format="PNG")
+                outputs.append({"width": mask.width, "height": mask.height, "labels": shares,
+                                "mask_png": base64.b64encode(png.getvalue()).decode(), "batch_size": n})  # fmt: skip
+            return outputs
         if self.model.task == "detection":
             outputs = []
             for item in inputs:

@@ -14,8 +14,7 @@ import torch
 
 from ..base import ImageModel, log_train_loss
 from ..data.preprocess import PhotoSteps
-from ..data.fashion_mnist import find_data_dir
-from .scenes import FashionMNISTScenesDataModule
+from .scenes import scenes_for
 
 __all__ = ["Detector"]
 
@@ -35,6 +34,9 @@ class Detector(ImageModel):
     # items (measured: 0.85 of 454 test items found at IoU 0.5 either way without it, 0.35 with).
     # Inverting a bright scene (0.15 -> 0.85 on inverted test scenes) and EXIF still apply.
     photo_steps = PhotoSteps(crop=False, pad_square=False, native_size=None)
+    #: The backgrounds of the training scenes (zoo.detection.scenes.BACKGROUNDS); validation and
+    #: test scenes always have the default noise, so every detector is scored on the same scenes.
+    scene_backgrounds: tuple[str, ...] = ("noise",)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -54,15 +56,10 @@ class Detector(ImageModel):
         """Boxes (normalised corners), scores and labels (from 0) per image."""
         return self.decode(self(x))
 
-    def datamodule(self, *, data_dir: Any = None, download: bool = False, seed: int = 0, train_limit: int | None = None,
-                   eval_limit: int | None = None, num_workers: int = 0, **_: Any) -> L.LightningDataModule:  # fmt: skip
+    def datamodule(self, **options: Any) -> L.LightningDataModule:
         """Scenes of Fashion-MNIST items on this model's canvas (test scenes: test images only)."""
-        find_data_dir(data_dir, download=download)
-        limits = {"num_train": train_limit} if train_limit else {}
-        if eval_limit:
-            limits.update(num_val=eval_limit, num_test=eval_limit)
-        return FashionMNISTScenesDataModule(data_dir=data_dir, batch_size=self.recipe.batch_size, seed=seed,
-                                            canvas=self.input_size, num_workers=num_workers, **limits)  # fmt: skip
+        options.pop("eval_batch_size", None)
+        return scenes_for(self, **options)
 
     # ---------------------------------------------------------------------------------- steps
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:

@@ -18,21 +18,46 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from ..data.fashion_mnist import CLASSES, load_fashion_mnist, stratified_split
+from ..data.fashion_mnist import CLASSES, find_data_dir, load_fashion_mnist, stratified_split
 from .boxes import box_iou
 
-__all__ = ["make_scenes", "FashionMNISTScenesDataModule", "MAX_OBJECTS"]
+__all__ = ["make_scenes", "FashionMNISTScenesDataModule", "scenes_for", "MAX_OBJECTS", "ITEM_LEVEL", "BACKGROUNDS"]
 
 MAX_OBJECTS = 4
 
 
+#: An item's pixel counts as the item (for its box and its label) above this gray level; the
+#: scenes' noise stays below it.
+ITEM_LEVEL = 40
+
+
+#: The backgrounds a scene can have: faint uniform noise (the book-like default), a clean black
+#: canvas, or a linear gradient with a little noise; all stay below ITEM_LEVEL.
+BACKGROUNDS = ("noise", "clean", "gradient")
+
+
 def make_scenes(images: torch.Tensor, labels: torch.Tensor, n: int, *, seed: int, canvas: int = 96, min_size: int = 28,
-                max_size: int = 48, max_objects: int = MAX_OBJECTS, noise: int = 12) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+                max_size: int = 48, max_objects: int = MAX_OBJECTS, noise: int = 12, label_maps: bool = False,
+                backgrounds: tuple[str, ...] = ("noise",)) -> tuple[torch.Tensor, ...]:  # fmt: skip
     """``n`` scenes from the uint8 ``images`` (N, 28, 28): (n, 1, canvas, canvas) uint8 and
-    (n, max_objects, 5) float rows (class, x1, y1, x2, y2) with coordinates in [0, 1], padded with -1."""
+    (n, max_objects, 5) float rows (class, x1, y1, x2, y2) with coordinates in [0, 1], padded with -1.
+
+    With ``label_maps``, also (n, canvas, canvas) uint8 per-pixel labels: 0 for background, class + 1
+    where an item's pixel is above :data:`ITEM_LEVEL` and visible (where items overlap, the brighter
+    pixel shows, as in the scene, and labels the pixel). The scenes and boxes are the same either way.
+
+    ``backgrounds`` (of :data:`BACKGROUNDS`): each scene's is drawn from these; the items, their
+    places and boxes depend only on ``seed``, whatever the backgrounds (a clean-canvas test set
+    holds exactly the items of the noisy one)."""
+    unknown = sorted(set(backgrounds) - set(BACKGROUNDS))
+    if unknown or not backgrounds:
+        raise ValueError(f"backgrounds must be some of {BACKGROUNDS}, got {backgrounds}")
     gen = torch.Generator().manual_seed(seed)
     scenes = torch.randint(0, noise + 1, (n, 1, canvas, canvas), generator=gen, dtype=torch.uint8)
+    if tuple(backgrounds) != ("noise",):
+        scenes = _backgrounds(scenes, backgrounds, noise, seed)
     targets = torch.full((n, max_objects, 5), -1.0)
+    maps = torch.zeros((n, canvas, canvas), dtype=torch.uint8) if label_maps else None
     for i in range(n):
         count = int(torch.randint(1, max_objects + 1, (1,), generator=gen))
         placed: list[torch.Tensor] = []
@@ -50,16 +75,39 @@ def make_scenes(images: torch.Tensor, labels: torch.Tensor, n: int, *, seed: int
             item = F.interpolate(images[k][None, None].float(), size=(side, side), mode="bilinear", align_corners=False)[0, 0]
             item = item.round().clamp(0, 255).to(torch.uint8)
             region = scenes[i, 0, y0 : y0 + side, x0 : x0 + side]
+            if maps is not None:  # before pasting: where this item's pixel is the one that shows
+                shows = (item > ITEM_LEVEL) & (item >= region)
+                maps[i, y0 : y0 + side, x0 : x0 + side][shows] = int(labels[k]) + 1
             torch.maximum(region, item, out=region)
             # The tight box of the item's visible pixels (Fashion-MNIST items rarely fill 28x28).
-            rows = torch.nonzero(item.amax(dim=1) > 40).squeeze(1)
-            cols = torch.nonzero(item.amax(dim=0) > 40).squeeze(1)
+            rows = torch.nonzero(item.amax(dim=1) > ITEM_LEVEL).squeeze(1)
+            cols = torch.nonzero(item.amax(dim=0) > ITEM_LEVEL).squeeze(1)
             if len(rows) == 0 or len(cols) == 0:
                 continue
             box = torch.tensor([x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1], dtype=torch.float32)
             targets[i, len(placed)] = torch.cat([labels[k].float().view(1), box / canvas])
             placed.append(square)
-    return scenes, targets
+    return (scenes, targets) if maps is None else (scenes, targets, maps)
+
+
+def _backgrounds(noisy: torch.Tensor, kinds: tuple[str, ...], noise: int, seed: int) -> torch.Tensor:
+    """Each scene's background drawn from ``kinds``, from a generator of its own (the items' draws
+    stay those of ``seed``): the default noise as drawn, black, or a ramp in a random direction
+    (from 0-8 up by 16-32 gray levels) plus half the noise, kept below ITEM_LEVEL - 4."""
+    gen = torch.Generator().manual_seed(seed + 7_919)
+    n, _, h, w = noisy.shape
+    kind = torch.randint(0, len(kinds), (n,), generator=gen)
+    angle = torch.rand(n, generator=gen) * 2 * torch.pi
+    low, span = torch.rand(n, generator=gen) * 8, 16 + torch.rand(n, generator=gen) * 16
+    ys, xs = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    out = noisy.clone()
+    for i in range(n):
+        if kinds[int(kind[i])] == "clean":
+            out[i] = 0
+        elif kinds[int(kind[i])] == "gradient":
+            ramp = (xs * torch.cos(angle[i]) + ys * torch.sin(angle[i])).add_(1).div_(2)  # about 0..1 along the direction
+            out[i, 0] = (low[i] + span[i] * ramp + noisy[i, 0].float() * 0.5).round().clamp(0, ITEM_LEVEL - 4).to(torch.uint8)
+    return out
 
 
 class FashionMNISTScenesDataModule(L.LightningDataModule):
@@ -71,17 +119,24 @@ class FashionMNISTScenesDataModule(L.LightningDataModule):
         canvas: side of the scenes; min_size/max_size: side range of the pasted items.
         batch_size: training batch size (evaluation uses twice it).
         mean, std: normalisation, Fashion-MNIST's by default (close to the scenes' own).
+        label_maps: batches of (scene, per-pixel labels (canvas, canvas), long) for segmentation,
+            instead of (scene, boxes); the same scenes.
+        backgrounds: the training scenes' backgrounds (see :func:`make_scenes`).
+        test_backgrounds: the validation and test scenes' (the same items whatever they are).
     """
 
     def __init__(self, *, data_dir: str | os.PathLike | None = None, num_train: int = 10_000, num_val: int = 1_000,
                  num_test: int = 2_000, canvas: int = 96, min_size: int = 28, max_size: int = 48, batch_size: int = 64,
-                 seed: int = 0, mean: float = 0.286, std: float = 0.353, num_workers: int = 0) -> None:  # fmt: skip
+                 seed: int = 0, mean: float = 0.286, std: float = 0.353, num_workers: int = 0, label_maps: bool = False,
+                 backgrounds: tuple[str, ...] = ("noise",), test_backgrounds: tuple[str, ...] = ("noise",)) -> None:  # fmt: skip
         super().__init__()
         if not 8 <= min_size <= max_size <= canvas:
             raise ValueError(f"need 8 <= min_size <= max_size <= canvas, got {min_size}, {max_size}, {canvas}")
         self.data_dir, self.seed, self.batch_size, self.num_workers = data_dir, seed, batch_size, num_workers
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
-        self.scene_kwargs = dict(canvas=canvas, min_size=min_size, max_size=max_size)
+        self.scene_kwargs = dict(canvas=canvas, min_size=min_size, max_size=max_size, label_maps=label_maps)
+        self.label_maps = label_maps
+        self.backgrounds = {"train": tuple(backgrounds), "val": tuple(test_backgrounds), "test": tuple(test_backgrounds)}
         self.mean, self.std = float(mean), float(std)
         self.classes = list(CLASSES)
         self.sets: dict[str, TensorDataset] = {}
@@ -97,15 +152,16 @@ class FashionMNISTScenesDataModule(L.LightningDataModule):
             "test": (data["test_images"], data["test_labels"]),
         }
         for offset, (split, (images, labels)) in enumerate(sources.items()):
-            scenes, targets = make_scenes(images, labels, self.sizes[split], seed=self.seed * 1000 + offset, **self.scene_kwargs)
-            self.sets[split] = TensorDataset(scenes, targets)
+            scenes, *targets = make_scenes(images, labels, self.sizes[split], seed=self.seed * 1000 + offset,
+                                           backgrounds=self.backgrounds[split], **self.scene_kwargs)  # fmt: skip
+            self.sets[split] = TensorDataset(scenes, targets[-1])  # the label maps, or the boxes
 
     def normalise(self, scenes: torch.Tensor) -> torch.Tensor:
         return (scenes.float() / 255 - self.mean) / self.std
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         scenes, targets = batch
-        return self.normalise(scenes), targets
+        return self.normalise(scenes), (targets.long() if self.label_maps else targets)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self.setup()
@@ -120,3 +176,16 @@ class FashionMNISTScenesDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", False)
+
+
+def scenes_for(model: Any, *, label_maps: bool = False, data_dir: Any = None, download: bool = False, seed: int = 0,
+               train_limit: int | None = None, eval_limit: int | None = None, num_workers: int = 0) -> FashionMNISTScenesDataModule:  # fmt: skip
+    """The scenes a detector (boxes) or a segmenter (``label_maps``) trains on: on the model's
+    canvas, in batches of its recipe; ``train_limit``/``eval_limit`` scenes instead of the defaults."""
+    find_data_dir(data_dir, download=download)  # a missing data set fails here, in one line
+    limits = {"num_train": train_limit} if train_limit else {}
+    if eval_limit:
+        limits.update(num_val=eval_limit, num_test=eval_limit)
+    return FashionMNISTScenesDataModule(data_dir=data_dir, batch_size=model.recipe.batch_size, seed=seed, canvas=model.input_size,
+                                        num_workers=num_workers, label_maps=label_maps,
+                                        backgrounds=getattr(model, "scene_backgrounds", ("noise",)), **limits)  # fmt: skip

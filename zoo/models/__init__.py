@@ -9,6 +9,7 @@ from .googlenet import GoogLeNet
 from .resnet import ResNet
 from .densenet import DenseNet
 from .external import TimmClassifier
-from ..detection.tiny_ssd import TinySSD
+from ..detection.tiny_ssd import SSDFashion, TinySSD
+from ..segmentation.fcn import FCN
 
-__all__ = ["LinearRegression", "SoftmaxRegression", "MLP", "LeNet", "AlexNet", "VGG", "NiN", "GoogLeNet", "ResNet", "DenseNet", "TimmClassifier", "TinySSD"]
+__all__ = ["LinearRegression", "SoftmaxRegression", "MLP", "LeNet", "AlexNet", "VGG", "NiN", "GoogLeNet", "ResNet", "DenseNet", "TimmClassifier", "TinySSD", "SSDFashion", "FCN"]

@@ -1,0 +1,50 @@
+#!/usr/bin/env python
+"""Score scene models on the test scenes with each background: the usual faint noise, a clean
+black canvas and a gradient. The items, their places and boxes are the same in all three, so
+the differences are the background's alone.
+
+    python scripts/scene_eval.py --models tiny_ssd,ssd_fmnist --out results/scene-backgrounds.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import lightning as L
+
+import zoo
+import zoo.train  # noqa: F401  (its import keeps Lightning's tips off the console)
+from zoo.detection.scenes import BACKGROUNDS, FashionMNISTScenesDataModule
+
+
+def scores(model: L.LightningModule, background: str, *, num_test: int = 2_000) -> dict[str, float]:
+    """The model's test scores on ``num_test`` test scenes with ``background``."""
+    dm = FashionMNISTScenesDataModule(num_train=1, num_val=1, num_test=num_test, canvas=model.input_size,
+                                      label_maps=model.task == "segmentation", test_backgrounds=(background,))  # fmt: skip
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (result,) = trainer.test(model, datamodule=dm, verbose=False)
+    return {k: round(float(v), 4) for k, v in result.items() if k != "test/loss"}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="tiny_ssd,ssd_fmnist", help="comma-separated zoo names or checkpoint folders")
+    p.add_argument("--scenes", type=int, default=2_000, help="test scenes per background")
+    p.add_argument("--out", type=Path, default=Path("results/scene-backgrounds.json"))
+    args = p.parse_args()
+    results = {"command": shlex.join(["python", "scripts/scene_eval.py", *sys.argv[1:]]), "scenes": args.scenes, "models": {}}
+    for name in args.models.split(","):
+        model = zoo.load(name)
+        results["models"][name] = row = {bg: scores(model, bg, num_test=args.scenes) for bg in BACKGROUNDS}
+        print(name, "  ".join(f"{bg}: " + ", ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in s.items()) for bg, s in row.items()))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
