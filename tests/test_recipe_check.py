@@ -1,5 +1,5 @@
 """scripts/check_recipes.py: the CPU check that a recipe learns, run for real on Fashion-MNIST
-(the small classifiers and DenseNet here; every classifier with `python scripts/check_recipes.py`)."""
+(the small classifiers here; every classifier with `python scripts/check_recipes.py --all`)."""
 
 from __future__ import annotations
 
@@ -18,12 +18,14 @@ def check(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, list[dict]
 
 
 def test_the_registered_recipes_learn(tmp_path):
-    proc, results = check(tmp_path, "--all", "--models", "softmax,mlp,lenet,lenet_bn,densenet")
+    # The small classifiers (DenseNet's 60 CPU steps cost the suite half a minute; run
+    # `python scripts/check_recipes.py --all` for every classifier).
+    proc, results = check(tmp_path, "--all", "--models", "softmax,mlp,lenet,lenet_bn")
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
-    assert "5 of 5 checked recipes learn" in proc.stdout
+    assert "4 of 4 checked recipes learn" in proc.stdout
     for r in results:
         assert r["ok"] and r["steps"] == 60 and r["loss_last"] < 0.9 * r["loss_first"] and r["val_acc"] >= 0.25, r
-    assert {r["model"]: r["batch_size"] for r in results}["densenet"] == 64  # capped: same lr, a noisier batch
+    assert {r["model"]: r["batch_size"] for r in results}["softmax"] == 64  # its 256 capped: same lr, a noisier batch
 
 
 def test_a_recipe_that_does_not_learn_fails_the_check(tmp_path):
