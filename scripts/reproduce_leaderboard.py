@@ -78,6 +78,21 @@ def find_run_logs(name: str, roots: list[Path]) -> list[Path]:
     return []
 
 
+def portable(command: str) -> str:
+    """``command`` without its ``--out DIR``: where a run folder went is the machine's business,
+    not part of how the number was made (the README shows these commands)."""
+    words, kept = shlex.split(command), []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "--out":
+            skip = True
+        elif not word.startswith("--out="):
+            kept.append(word)
+    return shlex.join(kept)
+
+
 def trained(name: str, args: argparse.Namespace, command: str) -> tuple:
     """(model, its CSV log folders, command, wall seconds, hardware, seed, date, epochs): trained
     now with the registry recipe, or with --eval-only as the stored checkpoint recorded it."""
@@ -87,7 +102,7 @@ def trained(name: str, args: argparse.Namespace, command: str) -> tuple:
         config = json.loads((Path(model.checkpoint["path"]) / CONFIG_NAME).read_text())
         training = config.get("training", {})
         logs = find_run_logs(name, [Path(args.out), ROOT / "runs" / "bundle", ROOT / "runs"])
-        row_command = training.get("command") or ""
+        row_command = portable(training.get("command") or "")
         wall, hardware, seed, date = training.get("fit_seconds"), training.get("device"), training.get("seed"), training.get("date")
         epochs = model.recipe.epochs
     else:

@@ -58,4 +58,5 @@ def test_scene_models_get_their_own_table(tmp_path):
     (row,) = rows(tmp_path / "scenes.csv").values()
     assert row["model"] == "fcn" and row["task"] == "segmentation" and row["score"] == "mean IoU"
     assert 0.3 < float(row["test_score"]) <= 1.0 and row["also"].startswith("pixel_acc ")
+    assert row["command"] == "python scripts/bundle_weights.py --models fcn"  # as recorded, without its --out folder
     assert not (tmp_path / "board.csv").exists() or "fcn" not in rows(tmp_path / "board.csv")
