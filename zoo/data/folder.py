@@ -120,6 +120,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         # on it records the steps it was trained with (PhotoSteps in its config.json).
         self.steps = steps or PhotoSteps.plain()
         self._augmentation_steps = self._augmentation()
+        self._normalize = v2.Normalize(self.mean, self.std)  # built once: it runs on every training batch
         self._decode = Preprocess(input_size=input_size, in_chans=in_chans, mean=[0.0] * in_chans, std=[1.0] * in_chans, steps=self.steps)
 
     @classmethod
@@ -204,7 +205,7 @@ class ImageFolderDataModule(L.LightningDataModule):
             images, labels = [images[i] for i in train_idx], [labels[i] for i in train_idx]
         # Training images are augmented and normalised per batch (on_after_batch_transfer), from a seed.
         self.train_set = _Images(images, labels)
-        self.val_set = _Images(val_images, val_labels, self._normalise())
+        self.val_set = _Images(val_images, val_labels, self._normalize)
 
     def _split(self, labels: list[int]) -> tuple[list[int], list[int]]:
         gen = torch.Generator().manual_seed(self.seed)
@@ -223,9 +224,6 @@ class ImageFolderDataModule(L.LightningDataModule):
         return sorted(train), sorted(val)
 
     # ---------------------------------------------------------------------------------- transforms
-    def _normalise(self) -> v2.Normalize:
-        return v2.Normalize(self.mean, self.std)
-
     def _augmentation(self) -> Any:
         """The book's per-image augmentation (ch. 13.1), on [0, 1] images before normalising."""
         steps: list[Any] = [v2.RandomResizedCrop(self.input_size, scale=(0.6, 1.0), antialias=True)]
@@ -246,7 +244,7 @@ class ImageFolderDataModule(L.LightningDataModule):
             augment = self._augmentation_steps
             with seeded_rng(next_augment_seed(self), images.device):
                 images = torch.stack([augment(image) for image in images])
-        return self._normalise()(images), labels
+        return self._normalize(images), labels
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
