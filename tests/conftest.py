@@ -3,6 +3,7 @@ ZOO_DATA_DIR); .ci/run installs them."""
 
 from __future__ import annotations
 
+import lightning as L
 import pytest
 import torch
 
@@ -22,3 +23,14 @@ def fmnist() -> dict[str, torch.Tensor]:
 def _isolated_zoo_home(tmp_path, monkeypatch):
     # Nothing a test trains or caches may land in the user's real store.
     monkeypatch.setenv("ZOO_HOME", str(tmp_path / "zoo_home"))
+
+
+class InterruptAt(L.Callback):
+    """Press Ctrl+C when epoch ``epoch`` starts (Lightning then writes on_exception.ckpt and exits)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise KeyboardInterrupt

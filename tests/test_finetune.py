@@ -13,6 +13,8 @@ from zoo.cli import main
 from zoo.data.folder import FolderError, ImageFolderDataModule
 from zoo.finetune import FineTuner, finetune
 
+from conftest import InterruptAt
+
 # New classes from the old ones: the target task is not the source task.
 GROUPS = {"footwear": (5, 7, 9), "tops": (0, 2, 4, 6), "other": (1, 3, 8)}
 
@@ -133,6 +135,48 @@ def test_freeze_unfreeze_resumes_with_both_parameter_groups(tmp_path, fmnist):
     assert changed, "the backbone did not train after resuming past the unfreeze epoch"
 
 
+class _LearningRates(L.Callback):
+    """Every step's (head lr, backbone lr or None while frozen)."""
+
+    def __init__(self):
+        self.steps = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        groups = trainer.optimizers[0].param_groups
+        head_ids = {id(p) for p in pl_module.head.parameters()}
+        head = {g["lr"] for g in groups if all(id(p) in head_ids for p in g["params"])}
+        rest = {g["lr"] for g in groups if not all(id(p) in head_ids for p in g["params"])}
+        assert len(head) == 1 and len(rest) <= 1, (head, rest)
+        self.steps.append((head.pop(), rest.pop() if rest else None))
+
+
+def test_a_cosine_schedule_drives_the_unfrozen_backbone_too(tmp_path, fmnist):
+    # A LambdaLR only schedules the groups it was made with: the backbone that joins at the
+    # unfreeze kept its constant rate. Now it follows the head at its ratio, resumed runs too.
+    dm = ImageFolderDataModule(make_folder(tmp_path / "d", fmnist, 30), batch_size=16)
+    kwargs = dict(source="lenet_bn", num_classes=3, strategy="freeze_unfreeze", unfreeze_epoch=1, lr=1e-2,
+                  backbone_lr_ratio=0.1, schedule="cosine", warmup_epochs=1)  # fmt: skip
+    rates = _LearningRates()
+    _fit(FineTuner(**kwargs), dm, 4, callbacks=[rates], root=tmp_path / "ckpt")
+    per_epoch = len(rates.steps) // 4
+    head = [h for h, _ in rates.steps]
+    assert head[per_epoch - 1] == pytest.approx(1e-2)  # warmed up over the first epoch
+    assert all(a > b for a, b in zip(head[per_epoch:], head[per_epoch + 1 :]))  # then down the cosine
+    assert head[-1] < 0.1 * head[per_epoch - 1]
+    assert all(b is None for _, b in rates.steps[:per_epoch])  # frozen in epoch 0
+    for h, b in rates.steps[per_epoch:]:
+        assert b == pytest.approx(0.1 * h), "the unfrozen backbone is off the schedule"
+
+    # Two epochs, then resumed for four: from there on, the four-epoch run's schedule, step by step
+    # (the first resumed step too, though the two-epoch cosine had ended at 0).
+    short = _fit(FineTuner(**kwargs), dm, 2, root=tmp_path / "ckpt2")
+    assert short.global_step == 2 * per_epoch and short.optimizers[0].param_groups[0]["lr"] == pytest.approx(0, abs=1e-12)
+    again = _LearningRates()
+    _fit(FineTuner(**kwargs), dm, 4, callbacks=[again], ckpt_path=str(tmp_path / "ckpt2" / "last.ckpt"))
+    for (h, b), (h0, b0) in zip(again.steps, rates.steps[2 * per_epoch :], strict=True):
+        assert h == pytest.approx(h0) and b == pytest.approx(b0)
+
+
 def test_finetune_learns_exports_and_predicts(tmp_path, fmnist, capsys):
     data = make_folder(tmp_path / "data", fmnist, 60)
     result = finetune("lenet", data, epochs=5, lr=1e-2, batch_size=16, out_dir=tmp_path / "run", progress_bar=False)
@@ -221,17 +265,20 @@ def test_finetune_resumes_where_it_stopped_and_ends_as_an_uninterrupted_run(tmp_
     data = make_folder(tmp_path / "data", fmnist, 16)
     common = ["--source", "lenet_bn", "--data", str(data), "--batch-size", "8", "--no-progress"]
     assert main(["finetune", *common, "--epochs", "4", "--out", str(tmp_path / "straight")]) == 0
-    # Augmentation on (crops and flips drawn per image while a batch is fetched): the hard case.
-    assert main(["finetune", *common, "--epochs", "2", "--out", str(tmp_path / "split")]) == 0
+    # Augmentation on (crops and flips drawn per image while a batch is fetched), and the cosine
+    # schedule's rate restored: Ctrl+C as epoch 2 starts, then --resume.
+    with pytest.raises(SystemExit):
+        finetune("lenet_bn", data, epochs=4, batch_size=8, out_dir=tmp_path / "split", progress_bar=False,
+                 callbacks=[InterruptAt(2)], command="zoo finetune ... --epochs 4 --out " + str(tmp_path / "split"))  # fmt: skip
     capsys.readouterr()
-    assert main(["finetune", "--resume", "--epochs", "4", "--out", str(tmp_path / "split"), "--no-progress"]) == 0
+    assert main(["finetune", "--resume", "--out", str(tmp_path / "split"), "--no-progress"]) == 0
     assert "version_0" in capsys.readouterr().out
     run = tmp_path / "split" / "version_0"
     assert [p.name for p in (tmp_path / "split").iterdir()] == ["version_0"]  # resumed in place, no new run
     straight = json.loads((tmp_path / "straight" / "version_0" / "finetune.json").read_text())
     resumed = json.loads((run / "finetune.json").read_text())
-    assert resumed["global_step"] == straight["global_step"] == 4 * 4  # 39 training images, batches of 8, the partial one dropped
-    assert resumed["resumed_by"] and resumed["command"].endswith("--epochs 2 --out " + str(tmp_path / "split"))
+    assert (resumed["global_step"], straight["global_step"]) == (4 * 4, 4 * 4)  # 39 training images, batches of 8, the partial one dropped
+    assert resumed["resumed_by"] and resumed["command"].endswith("--epochs 4 --out " + str(tmp_path / "split"))
     a, b = _weights(tmp_path / "straight" / "version_0"), _weights(run)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{key} differs after resuming")

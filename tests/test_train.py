@@ -12,6 +12,8 @@ import zoo
 from zoo.cli import build_parser, main
 from zoo.train import train
 
+from conftest import InterruptAt
+
 
 def test_lenet_bn_learns_fashion_mnist(tmp_path):
     # 10,000 real training images, 2 epochs; held-out: the first 2,000 validation and test images.
@@ -48,17 +50,6 @@ def test_linreg_recovers_w_and_b(tmp_path):
     assert b == pytest.approx(4.2, abs=0.05)
 
 
-class _InterruptAt(L.Callback):
-    """Press Ctrl+C when epoch ``epoch`` starts."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
 def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path):
     # Dropout and augmentation both draw random numbers: the hard case for exact resumption.
     kwargs = dict(epochs=3, train_limit=1024, eval_limit=256, augment="standard", progress_bar=False, test=False,
@@ -66,7 +57,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path):
     straight = train("mlp", out_dir=tmp_path / "straight", **kwargs)
 
     with pytest.raises(SystemExit):  # Lightning turns Ctrl+C into a graceful exit(1)
-        train("mlp", out_dir=tmp_path / "broken", callbacks=[_InterruptAt(2)], **kwargs)
+        train("mlp", out_dir=tmp_path / "broken", callbacks=[InterruptAt(2)], **kwargs)
     ckpts = tmp_path / "broken" / "version_0" / "checkpoints"
     assert (ckpts / "last.ckpt").is_file() and (ckpts / "on_exception.ckpt").is_file()
 
@@ -75,6 +66,19 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path):
     assert resumed.metrics["epochs"] == 3 and resumed.metrics["global_step"] == straight.metrics["global_step"]
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=f"{name} differs after resuming")
+
+
+def test_last_checkpoint_is_written_every_epoch_even_without_a_new_best(tmp_path):
+    # Lightning 2.6 writes save_last's last.ckpt only when a top-k checkpoint is saved at the same
+    # step. At a rate too small to move validation accuracy there is no new best after epoch 0, and
+    # a Ctrl+C in epoch 2 then lost epoch 1 (--resume redid it).
+    kwargs = dict(epochs=3, train_limit=512, eval_limit=256, progress_bar=False, test=False, recipe={"lr": 1e-9, "batch_size": 128})
+    with pytest.raises(SystemExit):
+        train("softmax", out_dir=tmp_path, callbacks=[InterruptAt(2)], **kwargs)
+    ckpts = tmp_path / "version_0" / "checkpoints"
+    last = torch.load(ckpts / "last.ckpt", weights_only=True, map_location="cpu")
+    assert (last["epoch"], last["global_step"]) == (1, 2 * 4)
+    assert [p.name for p in ckpts.glob("best-*.ckpt")] == ["best-00.ckpt"]  # the best is still the first epoch's
 
 
 def test_zoo_list_shows_every_model_with_its_parameter_count(capsys):

@@ -20,7 +20,7 @@ from .data.fashion_mnist import CLASSES, MEAN, STD
 from .data.preprocess import PhotoSteps, per_channel
 from .recipe import Recipe
 
-__all__ = ["ImageModel", "decay_groups", "log_train_loss"]
+__all__ = ["ImageModel", "decay_groups", "log_train_loss", "with_schedule"]
 
 
 def decay_groups(params: Iterable[torch.nn.Parameter], weight_decay: float, **group: Any) -> list[dict[str, Any]]:
@@ -165,22 +165,31 @@ class ImageModel(L.LightningModule):
             opt = torch.optim.SGD(groups, lr=r.lr, momentum=r.momentum, nesterov=r.nesterov and r.momentum > 0, fused=fused)
         else:
             opt = torch.optim.AdamW(groups, lr=r.lr, fused=fused)
-        if r.schedule == "none":
-            return opt
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total) or total < 1:
-            raise ValueError(f"the {r.schedule!r} schedule needs a finite number of steps (set max_epochs or max_steps)")
-        total = int(total)
-        epochs = max(1, self.trainer.max_epochs or 1)
-        warmup = int(round(r.warmup_epochs / epochs * total))
-        if r.schedule == "onecycle":
-            # warmup_epochs sets the rising phase; without it, PyTorch's default of 30 % of the steps.
-            pct = warmup / total if warmup else 0.3
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r.lr, total_steps=total, pct_start=pct)
-        else:
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(warmup, total))
-        # Stepped every batch: the schedules are defined over optimisation steps.
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return with_schedule(opt, r, self)
+
+
+def with_schedule(opt: torch.optim.Optimizer, recipe: Any, module: Any) -> Any:
+    """``opt`` with the learning-rate schedule ``recipe`` asks for (``schedule``, ``warmup_epochs``),
+    as ``module.configure_optimizers`` returns it: the optimiser alone for "none", else a dict with
+    a scheduler stepped every batch over its trainer's estimated steps."""
+    r = recipe
+    if r.schedule == "none":
+        return opt  # no trainer needed: a module can be inspected before it is fitted
+    trainer = module.trainer
+    total = trainer.estimated_stepping_batches
+    if not math.isfinite(total) or total < 1:
+        raise ValueError(f"the {r.schedule!r} schedule needs a finite number of steps (set max_epochs or max_steps)")
+    total = int(total)
+    epochs = max(1, trainer.max_epochs or 1)
+    warmup = int(round(r.warmup_epochs / epochs * total))
+    if r.schedule == "onecycle":
+        # warmup_epochs sets the rising phase; without it, PyTorch's default of 30 % of the steps.
+        pct = warmup / total if warmup else 0.3
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total, pct_start=pct)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(warmup, total))
+    # Stepped every batch: the schedules are defined over optimisation steps.
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
 def _warmup_cosine(warmup: int, total: int):

@@ -9,7 +9,7 @@ import shlex
 import sys
 from typing import Sequence
 
-from .recipe import Recipe
+from .recipe import SCHEDULES, Recipe
 from .registry import build_model, get_spec, list_models
 from .runtime import MissingExtraError, is_first_process
 from .train import LOGGERS, PRECISIONS
@@ -159,11 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     f = p_ft.add_argument_group("recipe (recorded in the run: --resume keeps it, only --epochs may change)")
     f.add_argument("--epochs", type=_positive_int, help="default: about 300 optimisation steps (5 to 300 epochs), said when chosen")
     f.add_argument("--lr", type=float, default=1e-2, help="learning rate of the new head")
-    f.add_argument("--backbone-lr-ratio", type=float, default=0.1, help="copied layers learn at lr x this (book: 0.1)")
+    f.add_argument("--backbone-lr-ratio", type=float, default=1.0, help="copied layers learn at lr x this (default 1; the book's 0.1 lost with a cosine schedule)")
     f.add_argument("--freeze", choices=("no_freeze", "freeze", "freeze_unfreeze"), default="no_freeze",
                    help="what trains: everything (the book's, default), the head only, or the head until --unfreeze-epoch")  # fmt: skip
     f.add_argument("--unfreeze-epoch", type=int, default=1)
     f.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    f.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="learning rate over the run's steps (default cosine)")
+    f.add_argument("--warmup-epochs", type=float, help="linear warm-up before the schedule (default: 5 %% of the epochs)")
     f.add_argument("--batch-size", type=_positive_int, default=32)
     f.add_argument("--val-fraction", type=float, default=0.2)
     f.add_argument("--no-hflip", action="store_true", help="no horizontal flips (digits, text)")
@@ -313,8 +315,8 @@ def _eval_folder(model, args: argparse.Namespace) -> int:
 
 
 #: zoo finetune's recipe flags (argparse dests): recorded in the run, fixed once it has started.
-_FINETUNE_RECIPE = ("source", "data", "lr", "backbone_lr_ratio", "freeze", "unfreeze_epoch", "optimizer", "batch_size",
-                    "val_fraction", "no_hflip", "no_augment", "strict", "in_chans", "input_size", "timm_weights", "seed")  # fmt: skip
+_FINETUNE_RECIPE = ("source", "data", "lr", "backbone_lr_ratio", "freeze", "unfreeze_epoch", "optimizer", "schedule", "warmup_epochs",
+                    "batch_size", "val_fraction", "no_hflip", "no_augment", "strict", "in_chans", "input_size", "timm_weights", "seed")  # fmt: skip
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -341,7 +343,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         raise ValueError("--data is required: the image folder to fine-tune on (root/<class>/*), unless --resume")
     options = dict(
         epochs=args.epochs, lr=args.lr, backbone_lr_ratio=args.backbone_lr_ratio, freeze=args.freeze,
-        unfreeze_epoch=args.unfreeze_epoch, optimizer=args.optimizer, batch_size=args.batch_size,
+        unfreeze_epoch=args.unfreeze_epoch, optimizer=args.optimizer, schedule=args.schedule,
+        warmup_epochs=args.warmup_epochs, batch_size=args.batch_size,
         val_fraction=args.val_fraction, hflip=not args.no_hflip, augment="none" if args.no_augment else "standard",
         strict=args.strict, in_chans=args.in_chans, input_size=args.input_size, timm_weights=args.timm_weights,
         out_dir=args.out, **hardware,

@@ -20,10 +20,10 @@ import torch
 from lightning.pytorch.callbacks import BaseFinetuning
 
 from .adapt import with_new_head
-from .base import decay_groups
+from .base import decay_groups, with_schedule
 from .classifier import ClassifierSteps
 from .hub import load
-from .recipe import Recipe
+from .recipe import SCHEDULES, Recipe
 from .registry import build_model
 
 __all__ = ["FineTuner", "BackboneFreeze", "STRATEGIES", "BASELINES", "SETTINGS", "finetune", "compare_with_scratch"]
@@ -38,6 +38,8 @@ BASELINES = ("softmax", "mlp", "lenet", "lenet_bn")
 #: tenth of the head's rate (digits, 10 a class, 5 seeds: 0.78 in 10 epochs, 0.91 in 40).
 DEFAULT_STEPS = 300
 MIN_EPOCHS, MAX_EPOCHS = 5, 300
+#: The default warm-up before the cosine schedule, as a share of the run's epochs.
+WARMUP_FRACTION = 0.05
 
 
 def default_epochs(train_images: int, batch_size: int) -> int:
@@ -63,6 +65,9 @@ class FineTuner(ClassifierSteps, L.LightningModule):
             :meth:`finetuning_callback` to the Trainer's callbacks.
         unfreeze_epoch: epoch at which "freeze_unfreeze" unfreezes the backbone.
         optimizer: "adamw" or "sgd" (momentum 0.9).
+        schedule: the learning-rate schedule over the run's steps (:data:`zoo.recipe.SCHEDULES`):
+            "none" (constant), "cosine" (after ``warmup_epochs`` of linear warm-up) or "onecycle";
+            every parameter group follows it, an unfrozen backbone too.
         weight_decay: on weights only, as in every zoo model.
         in_chans: adapt the source's first layer to 1 or 3 channels (see :func:`zoo.load`).
         input_size: for a timm source, the side its images are resized to (default: timm's).
@@ -82,6 +87,8 @@ class FineTuner(ClassifierSteps, L.LightningModule):
         strategy: str = "no_freeze",
         unfreeze_epoch: int = 1,
         optimizer: str = "adamw",
+        schedule: str = "none",
+        warmup_epochs: float = 0.0,
         weight_decay: float = 1e-4,
         in_chans: int | None = None,
         pretrained: bool = True,
@@ -93,13 +100,15 @@ class FineTuner(ClassifierSteps, L.LightningModule):
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         if optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         if not 0.0 <= backbone_lr_ratio <= 1.0:
             raise ValueError(f"backbone_lr_ratio must be between 0 and 1, got {backbone_lr_ratio}")
         if label_names is not None and len(label_names) != num_classes:
             raise ValueError(f"label_names has {len(label_names)} names for {num_classes} classes")
         self.save_hyperparameters()
         # What the shared classifier steps read: plain cross-entropy, no label smoothing, no mixing.
-        self.recipe = Recipe(optimizer=optimizer, lr=lr, weight_decay=weight_decay)
+        self.recipe = Recipe(optimizer=optimizer, lr=lr, weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs)
         source_model = load_source(source, in_chans=in_chans, input_size=input_size, timm_weights=timm_weights)  # step 1
         if pretrained:
             # Steps 2 and 3: every parameter copied, a fresh head (even for as many classes as before).
@@ -131,14 +140,25 @@ class FineTuner(ClassifierSteps, L.LightningModule):
         h = self.hparams
         return h.lr * (h.backbone_lr_ratio if h.pretrained else 1.0)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
         h = self.hparams
         groups = decay_groups(self.head.parameters(), h.weight_decay, lr=h.lr)
         # A frozen backbone stays out until BaseFinetuning adds it (freeze_unfreeze).
         groups += decay_groups(self.backbone.parameters(), h.weight_decay, lr=self.backbone_lr())
         if h.optimizer == "sgd":
-            return torch.optim.SGD(groups, lr=h.lr, momentum=0.9)
-        return torch.optim.AdamW(groups, lr=h.lr)
+            opt: torch.optim.Optimizer = torch.optim.SGD(groups, lr=h.lr, momentum=0.9)
+        else:
+            opt = torch.optim.AdamW(groups, lr=h.lr)
+        return with_schedule(opt, self.recipe, self)
+
+    def on_train_start(self) -> None:
+        # A run resumed with more epochs has a longer schedule than the one its optimiser's saved
+        # rates came from (a finished cosine saved 0): start from the new schedule's rate at this step.
+        for config in self.trainer.lr_scheduler_configs:
+            sched = config.scheduler
+            if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
+                for group, base, factor in zip(sched.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
+                    group["lr"] = base * factor(sched.last_epoch)
 
     def finetuning_callback(self) -> "BackboneFreeze | None":
         """The Lightning callback that implements ``strategy`` (None for "no_freeze")."""
@@ -201,12 +221,31 @@ class BackboneFreeze(BaseFinetuning):
         new = [p for p in pl_module.backbone.parameters() if id(p) not in present]
         for group in decay_groups(new, self.weight_decay, lr=self.backbone_lr):
             optimizer.add_param_group(group)
+        _schedule_new_groups(pl_module.trainer, optimizer)
+
+
+def _schedule_new_groups(trainer: L.Trainer, optimizer: torch.optim.Optimizer) -> None:
+    """Put parameter groups added after the scheduler was made (an unfreeze) on its schedule.
+
+    A LambdaLR schedules only the groups it was made with (its lists zip with the optimiser's,
+    and zip stops at the shorter), so an unfrozen backbone would keep a constant rate. Each new
+    group gets the first group's factor; a resumed run's restored state already has its base rate."""
+    for config in trainer.lr_scheduler_configs:
+        sched = config.scheduler
+        if not isinstance(sched, torch.optim.lr_scheduler.LambdaLR) or sched.optimizer is not optimizer:
+            continue
+        for i in range(len(sched.lr_lambdas), len(optimizer.param_groups)):
+            group = optimizer.param_groups[i]
+            sched.lr_lambdas.append(sched.lr_lambdas[0])
+            if len(sched.base_lrs) <= i:
+                sched.base_lrs.append(group["lr"])
+            group["lr"] = sched.base_lrs[i] * sched.lr_lambdas[i](sched.last_epoch)
 
 
 #: The settings that define a fine-tuning run: recorded in its checkpoints, so that ``--resume``
 #: rebuilds exactly that run (only ``epochs`` may change), and in ``finetune.json``.
-SETTINGS = ("source", "data", "epochs", "lr", "backbone_lr_ratio", "freeze", "unfreeze_epoch", "optimizer", "batch_size",
-            "val_fraction", "hflip", "augment", "strict", "seed", "in_chans", "input_size", "timm_weights")  # fmt: skip
+SETTINGS = ("source", "data", "epochs", "lr", "backbone_lr_ratio", "freeze", "unfreeze_epoch", "optimizer", "schedule",
+            "warmup_epochs", "batch_size", "val_fraction", "hflip", "augment", "strict", "seed", "in_chans", "input_size", "timm_weights")  # fmt: skip
 
 
 def finetune(
@@ -215,10 +254,12 @@ def finetune(
     *,
     epochs: int | None = None,
     lr: float = 1e-2,
-    backbone_lr_ratio: float = 0.1,
+    backbone_lr_ratio: float = 1.0,
     freeze: str = "no_freeze",
     unfreeze_epoch: int = 1,
     optimizer: str = "adamw",
+    schedule: str = "cosine",
+    warmup_epochs: float | None = None,
     batch_size: int = 32,
     val_fraction: float = 0.2,
     hflip: bool = True,
@@ -267,7 +308,8 @@ def finetune(
         if not ckpt_path.is_file():
             raise FileNotFoundError(f"checkpoint to resume from not found: {ckpt_path}")
         meta = _read_checkpoint_meta(ckpt_path, "finetune")
-        settings = dict(meta["finetune"])
+        # Runs recorded before the schedule was a setting trained at a constant rate.
+        settings = {"schedule": "none", "warmup_epochs": 0.0, **meta["finetune"]}
         for name, given in (("source", source), ("data", data)):
             if given is not None and not _same(given, settings[name]):
                 raise ValueError(f"{ckpt_path} fine-tunes {name} {settings[name]}, not {given}; "
@@ -283,7 +325,8 @@ def finetune(
     if freeze not in STRATEGIES:
         raise ValueError(f"freeze must be one of {STRATEGIES}, got {freeze!r}")
     settings = dict(source=str(source), data=str(data), epochs=epochs, lr=lr, backbone_lr_ratio=backbone_lr_ratio, freeze=freeze,
-                    unfreeze_epoch=unfreeze_epoch, optimizer=optimizer, batch_size=batch_size, val_fraction=val_fraction, hflip=hflip,
+                    unfreeze_epoch=unfreeze_epoch, optimizer=optimizer, schedule=schedule, warmup_epochs=warmup_epochs,
+                    batch_size=batch_size, val_fraction=val_fraction, hflip=hflip,
                     augment=augment, strict=strict, seed=seed, in_chans=in_chans, input_size=input_size, timm_weights=timm_weights)  # fmt: skip
     return _finetune_run(settings, root=root, accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
                          logger=logger, progress_bar=progress_bar, callbacks=callbacks, started_by=command)  # fmt: skip
@@ -306,8 +349,6 @@ def _finetune_run(settings: dict[str, Any], *, root: "os.PathLike | None" = None
     import time
     from pathlib import Path
 
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
     from .checkpoint import save_checkpoint
     from .data.folder import ImageFolderDataModule
     from .runtime import is_first_process
@@ -319,20 +360,23 @@ def _finetune_run(settings: dict[str, Any], *, root: "os.PathLike | None" = None
     datamodule = ImageFolderDataModule.for_model(probe, s["data"], batch_size=s["batch_size"], val_fraction=s["val_fraction"],
                                                  seed=s["seed"], augment=s["augment"], hflip=s["hflip"], strict=s["strict"])  # fmt: skip
     datamodule.setup()
-    if s["epochs"] is None:
+    chose_epochs = s["epochs"] is None
+    if chose_epochs:
         s["epochs"] = default_epochs(len(datamodule.train_set), s["batch_size"])
-        if is_first_process():
-            log.warning("zoo: %d training images in batches of %d: training %d epochs (about %d steps; --epochs sets another number)",
-                        len(datamodule.train_set), s["batch_size"], s["epochs"], DEFAULT_STEPS)  # fmt: skip
+    if s["warmup_epochs"] is None:  # a share of the run, whatever its length
+        s["warmup_epochs"] = round(WARMUP_FRACTION * s["epochs"], 3) if s["schedule"] != "none" else 0.0
+    if chose_epochs and is_first_process():
+        log.warning("zoo: %d training images in batches of %d: training %d epochs (about %d steps; --epochs sets another number)%s",
+                    len(datamodule.train_set), s["batch_size"], s["epochs"], DEFAULT_STEPS,
+                    f", {s['schedule']} schedule after {s['warmup_epochs']:g} warm-up epochs" if s["schedule"] != "none" else "")  # fmt: skip
     run = Path(run_dir) if run_dir is not None else _new_run_dir(Path(root))
 
     L.seed_everything(s["seed"], workers=True, verbose=False)
     module = FineTuner(source=s["source"], num_classes=len(datamodule.classes), label_names=datamodule.classes, lr=s["lr"],
                        backbone_lr_ratio=s["backbone_lr_ratio"], strategy=s["freeze"], unfreeze_epoch=s["unfreeze_epoch"],
-                       optimizer=s["optimizer"], **timm_options)  # fmt: skip
-    checkpoint = ModelCheckpoint(dirpath=run / "checkpoints", save_last=True, save_top_k=0)
+                       optimizer=s["optimizer"], schedule=s["schedule"], warmup_epochs=s["warmup_epochs"], **timm_options)  # fmt: skip
     trainer = zoo_trainer(
-        run, checkpoint=checkpoint, meta=_ZooMeta({"finetune": s, "command": started_by, "resumed_by": list(resumed_by)}),
+        run, meta=_ZooMeta({"finetune": s, "command": started_by, "resumed_by": list(resumed_by)}),
         seed=s["seed"], logger=logger, progress_bar=progress_bar,
         callbacks=[*(cb for cb in (module.finetuning_callback(),) if cb is not None), *callbacks],
         max_epochs=s["epochs"], precision=precision, accelerator=accelerator, devices=devices, strategy=strategy,
@@ -382,8 +426,8 @@ def _scratch_val_acc(name: str, data: str | os.PathLike, *, seed: int, epochs: i
                      hflip: bool, augment: str, strict: bool, accelerator: str, precision: str, progress_bar: bool,
                      out: "os.PathLike") -> float:  # fmt: skip
     """Validation top-1 of the registered model ``name`` trained from scratch on the folder, with
-    its own registered optimiser, learning rate and weight decay (its fair setting), and the
-    same data split, epochs and batch size as the fine-tune."""
+    its own registered optimiser, learning rate, weight decay and schedule (its fair setting), and
+    the same data split, epochs and batch size as the fine-tune."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from .data.folder import ImageFolderDataModule
@@ -396,7 +440,7 @@ def _scratch_val_acc(name: str, data: str | os.PathLike, *, seed: int, epochs: i
                                          augment=augment, hflip=hflip, strict=strict)  # fmt: skip
     dm.setup()
     module = FineTuner(source=name, num_classes=len(dm.classes), label_names=dm.classes, lr=r.lr, optimizer=r.optimizer,
-                       weight_decay=r.weight_decay, pretrained=False)  # fmt: skip
+                       weight_decay=r.weight_decay, schedule=r.schedule, warmup_epochs=r.warmup_epochs, pretrained=False)  # fmt: skip
     trainer = L.Trainer(max_epochs=epochs, accelerator=accelerator, devices=1, precision=precision, logger=False, enable_progress_bar=progress_bar,
                         enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
                         callbacks=[ModelCheckpoint(dirpath=out, save_top_k=0, save_last=False)])  # fmt: skip

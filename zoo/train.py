@@ -243,16 +243,29 @@ def run_loggers(run_dir: Path, logger: str = "csv") -> list[Any]:
     return loggers
 
 
-def zoo_trainer(run_dir: Path, *, checkpoint: ModelCheckpoint, meta: _ZooMeta, seed: int, logger: str = "csv",
+def last_checkpoint(ckpt_dir: Path) -> ModelCheckpoint:
+    """``last.ckpt``, rewritten at the end of every epoch: the resume point.
+
+    Not ``ModelCheckpoint(save_last=True)``: since Lightning 2.6 that writes last.ckpt only at a step
+    where a top-k checkpoint was saved too, so an epoch without a new best (or every epoch, with
+    ``save_top_k=0``) left it behind. With no monitor and ``save_top_k=1`` the newest epoch is the
+    one kept, under a fixed name."""
+    return ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
+
+
+def zoo_trainer(run_dir: Path, *, meta: _ZooMeta, seed: int, checkpoint: ModelCheckpoint | None = None, logger: str = "csv",
                 progress_bar: bool = True, callbacks: Sequence[Callback] = (), **trainer_kwargs: Any) -> L.Trainer:  # fmt: skip
     """The Trainer of both ``zoo train`` and ``zoo finetune``: the run's loggers, per-batch seeding
-    (an exact resume), the checkpoints (``checkpoint``, plus ``on_exception.ckpt`` on Ctrl+C or a
-    crash), the stop on inf/NaN, and a progress bar. ``trainer_kwargs`` go to ``L.Trainer``
-    (epochs, precision, accelerator, devices, strategy...)."""
+    (an exact resume), the checkpoints (``checkpoints/last.ckpt`` every epoch, ``on_exception.ckpt``
+    on Ctrl+C or a crash, and ``checkpoint``, e.g. the best epoch's, when given), the stop on
+    inf/NaN, and a progress bar. ``trainer_kwargs`` go to ``L.Trainer`` (epochs, precision,
+    accelerator, devices, strategy...)."""
+    ckpt_dir = run_dir / "checkpoints"
+    checkpoints = [*([checkpoint] if checkpoint is not None else []), last_checkpoint(ckpt_dir)]
     return L.Trainer(
         deterministic=False,
         logger=run_loggers(run_dir, logger),
-        callbacks=[BatchSeed(seed), meta, checkpoint, OnExceptionCheckpoint(checkpoint.dirpath), StopOnNonFinite(), *callbacks],
+        callbacks=[BatchSeed(seed), meta, *checkpoints, OnExceptionCheckpoint(ckpt_dir), StopOnNonFinite(), *callbacks],
         enable_progress_bar=progress_bar,
         enable_model_summary=progress_bar,
         **trainer_kwargs,
@@ -459,7 +472,6 @@ def train(
         monitor=monitor,
         mode=model.monitor_mode,
         save_top_k=1,
-        save_last=True,
         auto_insert_metric_name=False,
     )
     trainer = zoo_trainer(
