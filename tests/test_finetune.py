@@ -135,6 +135,23 @@ def test_freeze_unfreeze_resumes_with_both_parameter_groups(tmp_path, fmnist):
     assert changed, "the backbone did not train after resuming past the unfreeze epoch"
 
 
+def test_l2sp_pulls_the_copied_weights_back_to_the_pretrained_ones(tmp_path, fmnist):
+    dm = ImageFolderDataModule(make_folder(tmp_path / "d", fmnist, 30), batch_size=16)
+    source = {k: v.clone() for k, v in zoo.load("lenet_bn").backbone.state_dict().items()}
+    # At l2sp = 1 / lr each step ends with a full pull back: the copied weights stay as loaded.
+    pinned = FineTuner(source="lenet_bn", num_classes=3, lr=1e-2, backbone_lr_ratio=1.0, l2sp=100.0)
+    free = FineTuner(source="lenet_bn", num_classes=3, lr=1e-2, backbone_lr_ratio=1.0)
+    head_before = pinned.head.weight.detach().clone()
+    for tuner in (pinned, free):
+        _fit(tuner, dm, 1)
+    for name, p in pinned.backbone.named_parameters():
+        if p.ndim > 1:
+            torch.testing.assert_close(p.detach(), source[name], rtol=0, atol=1e-7, msg=f"{name} left its pretrained value")
+            assert not torch.allclose(dict(free.backbone.named_parameters())[name].detach(), source[name]), name
+    assert not torch.equal(pinned.head.weight, head_before)  # the new head is not anchored
+    assert pinned.configure_optimizers().param_groups[2]["weight_decay"] == 0.0  # no decay towards zero as well
+
+
 class _LearningRates(L.Callback):
     """Every step's (head lr, backbone lr or None while frozen)."""
 

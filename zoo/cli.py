@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
     f.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="learning rate over the run's steps (default cosine)")
     f.add_argument("--warmup-epochs", type=float, help="linear warm-up before the schedule (default: 5 %% of the epochs)")
+    f.add_argument("--l2sp", type=float, default=0.0, help="decay the copied weights towards their pretrained values (L2-SP); 0: off")
     f.add_argument("--batch-size", type=_positive_int, default=32)
     f.add_argument("--val-fraction", type=float, default=0.2)
     f.add_argument("--no-hflip", action="store_true", help="no horizontal flips (digits, text)")
@@ -316,7 +317,7 @@ def _eval_folder(model, args: argparse.Namespace) -> int:
 
 #: zoo finetune's recipe flags (argparse dests): recorded in the run, fixed once it has started.
 _FINETUNE_RECIPE = ("source", "data", "lr", "backbone_lr_ratio", "freeze", "unfreeze_epoch", "optimizer", "schedule", "warmup_epochs",
-                    "batch_size", "val_fraction", "no_hflip", "no_augment", "strict", "in_chans", "input_size", "timm_weights", "seed")  # fmt: skip
+                    "l2sp", "batch_size", "val_fraction", "no_hflip", "no_augment", "strict", "in_chans", "input_size", "timm_weights", "seed")  # fmt: skip
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -344,7 +345,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     options = dict(
         epochs=args.epochs, lr=args.lr, backbone_lr_ratio=args.backbone_lr_ratio, freeze=args.freeze,
         unfreeze_epoch=args.unfreeze_epoch, optimizer=args.optimizer, schedule=args.schedule,
-        warmup_epochs=args.warmup_epochs, batch_size=args.batch_size,
+        warmup_epochs=args.warmup_epochs, l2sp=args.l2sp, batch_size=args.batch_size,
         val_fraction=args.val_fraction, hflip=not args.no_hflip, augment="none" if args.no_augment else "standard",
         strict=args.strict, in_chans=args.in_chans, input_size=args.input_size, timm_weights=args.timm_weights,
         out_dir=args.out, **hardware,
