@@ -12,6 +12,7 @@ import zoo
 from zoo.cli import main
 from zoo.data.folder import FolderError, ImageFolderDataModule
 from zoo.finetune import FineTuner, finetune
+from zoo.train import last_checkpoint
 
 from conftest import InterruptAt
 
@@ -91,7 +92,7 @@ def test_finetuner_copies_the_backbone_and_makes_a_new_head(tmp_path):
 def _fit(module, dm, epochs, callbacks=(), ckpt_path=None, root=None):
     cbs = [cb for cb in (module.finetuning_callback(),) if cb is not None] + list(callbacks)
     if root is not None:
-        cbs.append(L.pytorch.callbacks.ModelCheckpoint(dirpath=root, save_last=True, save_top_k=0))
+        cbs.append(last_checkpoint(root))
     trainer = L.Trainer(max_epochs=epochs, logger=False, enable_progress_bar=False, enable_model_summary=False,
                         num_sanity_val_steps=0, callbacks=cbs, enable_checkpointing=root is not None)  # fmt: skip
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
@@ -307,6 +308,9 @@ def test_finetune_resumes_where_it_stopped_and_ends_as_an_uninterrupted_run(tmp_
     # What a resumed run cannot change, and what it cannot be, in one line each.
     assert main(["finetune", "--resume", "--lr", "0.5", "--out", str(tmp_path / "split")]) == 2
     assert "--lr: a resumed run keeps its recorded recipe" in capsys.readouterr().err
+    assert (resumed["schedule"], resumed["warmup_epochs"], resumed["l2sp"]) == ("cosine", 0.2, 0.0)  # 5 % of 4 epochs
+    assert main(["finetune", "--resume", "--schedule", "none", "--l2sp", "0.1", "--out", str(tmp_path / "split")]) == 2
+    assert "--schedule, --l2sp: a resumed run keeps its recorded recipe" in capsys.readouterr().err
     assert main(["finetune", "--resume", "--data", str(tmp_path), "--out", str(tmp_path / "split")]) == 2
     assert f"fine-tunes data {data}, not {tmp_path}" in capsys.readouterr().err
     assert main(["finetune", "--resume", "--out", str(tmp_path / "nothing")]) == 2
