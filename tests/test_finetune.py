@@ -261,14 +261,20 @@ def test_compare_with_scratch_reports_every_arm_over_seeds(tmp_path, fmnist, cap
     assert "--seeds goes with --compare-scratch" in capsys.readouterr().err
 
 
-def test_the_default_budget_is_counted_in_steps():
+def test_the_default_budget_is_counted_in_steps(tmp_path, fmnist):
     from zoo.finetune import DEFAULT_STEPS, default_epochs
 
-    assert default_epochs(100, 32) == 75 and default_epochs(100, 32) * 4 == DEFAULT_STEPS  # 4 batches an epoch
-    assert default_epochs(50, 32) == 150
+    # The steps the training loader really gives: it drops a last partial batch, so 100 images in
+    # batches of 32 are 3 steps an epoch, not 4 (the budget was 225 steps, not 300).
+    dm = ImageFolderDataModule(make_folder(tmp_path / "d", fmnist, 30), batch_size=16)
+    dm.setup()
+    per_epoch = len(dm.train_dataloader())
+    assert DEFAULT_STEPS <= default_epochs(len(dm.train_set), 16) * per_epoch < DEFAULT_STEPS + per_epoch
+    assert default_epochs(100, 32) == 100  # 3 batches an epoch
+    assert default_epochs(50, 32) == 300  # 1 batch an epoch
+    assert default_epochs(20, 32) == 300  # one short batch, not dropped; at most 300 epochs
     assert default_epochs(1000, 32) == 10
     assert default_epochs(100_000, 32) == 5  # at least 5 epochs
-    assert default_epochs(1, 32) == 300  # at most 300
 
 
 def _weights(folder):

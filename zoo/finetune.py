@@ -49,7 +49,8 @@ WARMUP_FRACTION = 0.05
 
 def default_epochs(train_images: int, batch_size: int) -> int:
     """Epochs that give about DEFAULT_STEPS optimisation steps (at least MIN_EPOCHS, at most MAX_EPOCHS)."""
-    steps_per_epoch = max(1, math.ceil(train_images / batch_size))
+    # The folder's training loader drops a last partial batch (when there is more than one batch).
+    steps_per_epoch = train_images // batch_size if train_images > batch_size else 1
     return min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(DEFAULT_STEPS / steps_per_epoch)))
 
 

@@ -1,0 +1,100 @@
+#!/usr/bin/env python
+"""Compare fine-tuning recipes on one folder's validation split: each variant once per seed, fine-tune only.
+
+    python scripts/finetune_sweep.py digits --source lenet_bn --no-hflip --out runs/sweep
+    python scripts/finetune_sweep.py digits --source lenet_bn --no-hflip --variants default,book_ratio
+
+Prints one line per variant: mean ± sd of the validation top-1 over the seeds, the runs, and the
+wall time. This is how the default recipe of `zoo finetune` was chosen (README, "Fine-tuning on your
+own images"; the log is results/finetune/sweep-digits-10.log). Choose on a folder you will not
+report on alone: the comparison with training from scratch is `zoo finetune --compare-scratch`.
+Each variant is the default recipe with the settings it names changed; "warm-up 5 %" and the
+unfreeze epoch are counted from the folder's default number of epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from zoo.cli import _quiet_libraries
+from zoo.data.folder import ImageFolderDataModule
+from zoo.finetune import default_epochs, finetune, load_source
+
+
+def variants(epochs: int) -> dict[str, dict[str, Any]]:
+    """The recipes measured, as changes to finetune()'s defaults (``epochs``: the folder's default)."""
+    warmup = round(epochs * 0.05)
+    book = dict(schedule="none", backbone_lr_ratio=0.1, warmup_epochs=0.0)  # the default until the cosine
+    return {
+        "default": {},
+        "constant_book_ratio": book,
+        "constant_ratio_0.3": {**book, "backbone_lr_ratio": 0.3},
+        "cosine_book_ratio": dict(backbone_lr_ratio=0.1, warmup_epochs=0.0),
+        "cosine_book_ratio_wu5": dict(backbone_lr_ratio=0.1, warmup_epochs=warmup),
+        "cosine_book_ratio_lr2e-2": dict(backbone_lr_ratio=0.1, lr=2e-2, warmup_epochs=0.0),
+        "lpft_cosine_book_ratio": dict(backbone_lr_ratio=0.1, freeze="freeze_unfreeze", unfreeze_epoch=epochs // 4, warmup_epochs=0.0),
+        "cosine_ratio_0.3": dict(backbone_lr_ratio=0.3, warmup_epochs=0.0),
+        "cosine_ratio_0.3_wu5": dict(backbone_lr_ratio=0.3, warmup_epochs=warmup),
+        "cosine_ratio_0.3_lr2e-2": dict(backbone_lr_ratio=0.3, lr=2e-2, warmup_epochs=0.0),
+        "cosine_ratio_0.3_lr2e-2_wu5": dict(backbone_lr_ratio=0.3, lr=2e-2, warmup_epochs=warmup),
+        "cosine_ratio_0.3_lr3e-2_wu5": dict(backbone_lr_ratio=0.3, lr=3e-2, warmup_epochs=warmup),
+        "cosine_ratio_0.5": dict(backbone_lr_ratio=0.5, warmup_epochs=0.0),
+        "cosine_ratio_0.5_lr2e-2_wu5": dict(backbone_lr_ratio=0.5, lr=2e-2, warmup_epochs=warmup),
+        "cosine_ratio_1": dict(warmup_epochs=0.0),
+        "cosine_ratio_1_wu5": dict(warmup_epochs=warmup),
+        "cosine_ratio_1_lr5e-3_wu5": dict(lr=5e-3, warmup_epochs=warmup),
+        "cosine_ratio_1_lr2e-2_wu5": dict(lr=2e-2, warmup_epochs=warmup),
+        "l2sp_0.3": dict(l2sp=0.3),
+        "l2sp_1": dict(l2sp=1.0),
+        "l2sp_3": dict(l2sp=3.0),
+        "steps_600": dict(epochs=2 * epochs),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("data", help="image folder (root/<class>/* or root/train|val/<class>/*)")
+    p.add_argument("--source", default="lenet_bn")
+    p.add_argument("--seeds", default="0,1,2,3,4")
+    p.add_argument("--variants", help="comma-separated names (default: all); --list shows them")
+    p.add_argument("--list", action="store_true", help="list the variants and exit")
+    p.add_argument("--no-hflip", action="store_true")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out", default="runs/sweep", help="run folders: OUT/<variant>/<seed>/version_0")
+    args = p.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+    _quiet_libraries()
+
+    dm = ImageFolderDataModule.for_model(load_source(args.source), args.data, batch_size=args.batch_size)
+    dm.setup()
+    table = variants(default_epochs(len(dm.train_set), args.batch_size))
+    if args.list:
+        for name, changes in table.items():
+            print(f"{name:32s} {changes}")
+        return 0
+    chosen = args.variants.split(",") if args.variants else list(table)
+    unknown = [n for n in chosen if n not in table]
+    if unknown:
+        print(f"finetune_sweep: unknown variant(s) {unknown}; --list shows them", file=sys.stderr)
+        return 2
+    seeds = [int(s) for s in args.seeds.split(",")]
+    for name in chosen:
+        start = time.time()
+        accs = [finetune(args.source, args.data, seed=seed, hflip=not args.no_hflip, batch_size=args.batch_size,
+                         out_dir=Path(args.out) / name / str(seed), progress_bar=False, **table[name])["val_acc"]
+                for seed in seeds]  # fmt: skip
+        sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        print(f"{name:32s} {statistics.fmean(accs):.4f} ± {sd:.4f}  {[round(a, 3) for a in accs]}  {time.time() - start:.0f}s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
