@@ -327,6 +327,8 @@ def test_finetune_resumes_where_it_stopped_and_ends_as_an_uninterrupted_run(tmp_
     assert "--data is required" in capsys.readouterr().err
     assert main(["finetune", *common, "--strategy", "freeze"]) == 2
     assert "what trains is --freeze freeze" in capsys.readouterr().err
+    assert main(["finetune", *common, "--l2sp", "-1", "--out", str(tmp_path / "bad")]) == 2
+    assert "l2sp and warmup_epochs must be >= 0" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 def _csv(path):

@@ -355,6 +355,12 @@ def finetune(
     source = "lenet" if source is None else source
     if freeze not in STRATEGIES:
         raise ValueError(f"freeze must be one of {STRATEGIES}, got {freeze!r}")
+    # Said before a run folder is claimed (FineTuner checks them too, once the data is read).
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if l2sp < 0 or (warmup_epochs is not None and warmup_epochs < 0) or not 0.0 <= backbone_lr_ratio <= 1.0:
+        raise ValueError(f"l2sp and warmup_epochs must be >= 0 and backbone_lr_ratio in [0, 1], got "
+                         f"{l2sp}, {warmup_epochs} and {backbone_lr_ratio}")  # fmt: skip
     settings = dict(source=str(source), data=str(data), epochs=epochs, lr=lr, backbone_lr_ratio=backbone_lr_ratio, freeze=freeze,
                     unfreeze_epoch=unfreeze_epoch, optimizer=optimizer, schedule=schedule, warmup_epochs=warmup_epochs,
                     l2sp=l2sp, batch_size=batch_size, val_fraction=val_fraction, hflip=hflip,
