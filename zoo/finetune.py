@@ -112,8 +112,8 @@ class FineTuner(ClassifierSteps, L.LightningModule):
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-        if l2sp < 0:
-            raise ValueError(f"l2sp must be >= 0, got {l2sp}")
+        if l2sp < 0 or warmup_epochs < 0:
+            raise ValueError(f"l2sp and warmup_epochs must be >= 0, got {l2sp} and {warmup_epochs}")
         if not 0.0 <= backbone_lr_ratio <= 1.0:
             raise ValueError(f"backbone_lr_ratio must be between 0 and 1, got {backbone_lr_ratio}")
         if label_names is not None and len(label_names) != num_classes:
@@ -184,11 +184,7 @@ class FineTuner(ClassifierSteps, L.LightningModule):
         self._anchors = {k: v.to(self.device) for k, v in self._anchors.items()}  # once, not every step
         # A run resumed with more epochs has a longer schedule than the one its optimiser's saved
         # rates came from (a finished cosine saved 0): start from the new schedule's rate at this step.
-        for config in self.trainer.lr_scheduler_configs:
-            sched = config.scheduler
-            if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
-                for group, base, factor in zip(sched.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
-                    group["lr"] = base * factor(sched.last_epoch)
+        _follow_schedule(self.trainer)
 
     def finetuning_callback(self) -> "BackboneFreeze | None":
         """The Lightning callback that implements ``strategy`` (None for "no_freeze")."""
@@ -251,25 +247,27 @@ class BackboneFreeze(BaseFinetuning):
         new = [p for p in pl_module.backbone.parameters() if id(p) not in present]
         for group in decay_groups(new, self.weight_decay, lr=self.backbone_lr):
             optimizer.add_param_group(group)
-        _schedule_new_groups(pl_module.trainer, optimizer)
+        _follow_schedule(pl_module.trainer)
 
 
-def _schedule_new_groups(trainer: L.Trainer, optimizer: torch.optim.Optimizer) -> None:
-    """Put parameter groups added after the scheduler was made (an unfreeze) on its schedule.
+def _follow_schedule(trainer: L.Trainer) -> None:
+    """Set every parameter group's rate to its LambdaLR schedule's at the current step, first
+    putting groups added after the scheduler was made (an unfreeze) on it.
 
     A LambdaLR schedules only the groups it was made with (its lists zip with the optimiser's,
     and zip stops at the shorter), so an unfrozen backbone would keep a constant rate. Each new
     group gets the first group's factor; a resumed run's restored state already has its base rate."""
     for config in trainer.lr_scheduler_configs:
         sched = config.scheduler
-        if not isinstance(sched, torch.optim.lr_scheduler.LambdaLR) or sched.optimizer is not optimizer:
+        if not isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
             continue
-        for i in range(len(sched.lr_lambdas), len(optimizer.param_groups)):
-            group = optimizer.param_groups[i]
+        groups = sched.optimizer.param_groups
+        for i in range(len(sched.lr_lambdas), len(groups)):
             sched.lr_lambdas.append(sched.lr_lambdas[0])
             if len(sched.base_lrs) <= i:
-                sched.base_lrs.append(group["lr"])
-            group["lr"] = sched.base_lrs[i] * sched.lr_lambdas[i](sched.last_epoch)
+                sched.base_lrs.append(groups[i]["lr"])
+        for group, base, factor in zip(groups, sched.base_lrs, sched.lr_lambdas):
+            group["lr"] = base * factor(sched.last_epoch)
 
 
 #: The settings that define a fine-tuning run: recorded in its checkpoints, so that ``--resume``
@@ -355,12 +353,6 @@ def finetune(
     source = "lenet" if source is None else source
     if freeze not in STRATEGIES:
         raise ValueError(f"freeze must be one of {STRATEGIES}, got {freeze!r}")
-    # Said before a run folder is claimed (FineTuner checks them too, once the data is read).
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if l2sp < 0 or (warmup_epochs is not None and warmup_epochs < 0) or not 0.0 <= backbone_lr_ratio <= 1.0:
-        raise ValueError(f"l2sp and warmup_epochs must be >= 0 and backbone_lr_ratio in [0, 1], got "
-                         f"{l2sp}, {warmup_epochs} and {backbone_lr_ratio}")  # fmt: skip
     settings = dict(source=str(source), data=str(data), epochs=epochs, lr=lr, backbone_lr_ratio=backbone_lr_ratio, freeze=freeze,
                     unfreeze_epoch=unfreeze_epoch, optimizer=optimizer, schedule=schedule, warmup_epochs=warmup_epochs,
                     l2sp=l2sp, batch_size=batch_size, val_fraction=val_fraction, hflip=hflip,
@@ -380,8 +372,8 @@ def _finetune_run(settings: dict[str, Any], *, root: "os.PathLike | None" = None
                   precision: str = "32-true", logger: str = "csv", progress_bar: bool = True, callbacks: Sequence[L.Callback] = (),
                   started_by: str | None = None, resumed_by: Sequence[str] = ()) -> dict[str, Any]:  # fmt: skip
     """One fine-tuning run with ``settings`` (:data:`SETTINGS`) in ``run_dir`` (or a new
-    ``version_<n>`` under ``root``, claimed once the data has been read: a failed start leaves no
-    folder)."""
+    ``version_<n>`` under ``root``, claimed once the data has been read and the module built: a
+    failed start leaves no folder)."""
     import json
     import time
     from pathlib import Path
@@ -406,12 +398,12 @@ def _finetune_run(settings: dict[str, Any], *, root: "os.PathLike | None" = None
         log.warning("zoo: %d training images in batches of %d: training %d epochs (about %d steps; --epochs sets another number)%s",
                     len(datamodule.train_set), s["batch_size"], s["epochs"], DEFAULT_STEPS,
                     f", {s['schedule']} schedule after {s['warmup_epochs']:g} warm-up epochs" if s["schedule"] != "none" else "")  # fmt: skip
-    run = Path(run_dir) if run_dir is not None else _new_run_dir(Path(root))
-
     L.seed_everything(s["seed"], workers=True, verbose=False)
+    # Built before the run folder is claimed: a bad setting it refuses leaves no empty folder.
     module = FineTuner(source=s["source"], num_classes=len(datamodule.classes), label_names=datamodule.classes, lr=s["lr"],
                        backbone_lr_ratio=s["backbone_lr_ratio"], strategy=s["freeze"], unfreeze_epoch=s["unfreeze_epoch"],
                        optimizer=s["optimizer"], schedule=s["schedule"], warmup_epochs=s["warmup_epochs"], l2sp=s["l2sp"], **timm_options)  # fmt: skip
+    run = Path(run_dir) if run_dir is not None else _new_run_dir(Path(root))
     trainer = zoo_trainer(
         run, meta=_ZooMeta({"finetune": s, "command": started_by, "resumed_by": list(resumed_by)}),
         seed=s["seed"], logger=logger, progress_bar=progress_bar,
