@@ -3,6 +3,16 @@ ZOO_DATA_DIR); .ci/run installs them."""
 
 from __future__ import annotations
 
+import io
+import logging
+import os
+import runpy
+import sys
+import warnings
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
@@ -11,7 +21,9 @@ from zoo.data import load_fashion_mnist
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    torch.set_num_threads(2)
+    # The suite runs on two pytest-xdist workers (pyproject.toml): one thread each keeps them from
+    # fighting over two cores; run alone (-n 0), a test gets both.
+    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +46,37 @@ class InterruptAt(L.Callback):
     def on_train_epoch_start(self, trainer, pl_module):
         if trainer.current_epoch == self.epoch:
             raise KeyboardInterrupt
+
+
+@dataclass
+class Ran:
+    """What ``python SCRIPT ARGS`` gave: its exit status and what it printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_script(script: Path, *args: object) -> Ran:
+    """Run a script as ``python script args`` does (as ``__main__``, with that ``sys.argv``), but in
+    this process: a fresh Python pays about 10 s of imports on 2 cores, which the suite cannot
+    afford for every call. The logging levels and warning filters a script sets are put back."""
+    out, err = io.StringIO(), io.StringIO()
+    argv, levels = sys.argv, {name: lg.level for name, lg in logging.root.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+    disabled = logging.root.manager.disable
+    sys.argv = [str(script), *map(str, args)]
+    try:
+        with warnings.catch_warnings(), redirect_stdout(out), redirect_stderr(err):
+            try:
+                runpy.run_path(str(script), run_name="__main__")
+                code = 0
+            except SystemExit as stop:  # as the interpreter reports it: a message is printed, status 1
+                code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+                if not isinstance(stop.code, (int, type(None))):
+                    print(stop.code, file=sys.stderr)
+    finally:
+        sys.argv = argv
+        logging.disable(disabled)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+    return Ran(code, out.getvalue(), err.getvalue())

@@ -6,10 +6,9 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
+from conftest import run_script
 from zoo.hub import BUNDLED_DIR
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reproduce_leaderboard.py"
@@ -17,7 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reproduce_leaderboar
 
 def run(tmp_path, *args):
     out = [f"--out={tmp_path / 'runs'}", f"--results={tmp_path / 'board.csv'}", f"--plots={tmp_path / 'plots'}", "--no-progress"]
-    return subprocess.run([sys.executable, str(SCRIPT), *args, *out], capture_output=True, text=True, timeout=600, env=os.environ)
+    return run_script(SCRIPT, *args, *out)
 
 
 def rows(path):

@@ -1,22 +1,21 @@
 """scripts/pack_weights.py: checkpoints as float16 parts small enough to carry off a GPU machine,
-and back, as a real process on real bundled checkpoints."""
+and back, on real bundled checkpoints (the script run as `python` runs it, in this process)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 
 import zoo
+from conftest import Ran, run_script
 from zoo.hub import BUNDLED_DIR
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pack_weights.py"
 
 
-def run(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=300)
+def run(*args) -> Ran:
+    return run_script(SCRIPT, *args)
 
 
 def test_pack_and_unpack_round_trip_as_float16(tmp_path):

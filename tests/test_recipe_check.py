@@ -4,16 +4,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
+
+from conftest import Ran, run_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "check_recipes.py"
 
 
-def check(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
+def check(tmp_path, *args: str) -> tuple[Ran, list[dict]]:
     out = tmp_path / "check.json"
-    proc = subprocess.run([sys.executable, str(SCRIPT), *args, "--json", str(out)], capture_output=True, text=True, timeout=600)
+    proc = run_script(SCRIPT, *args, "--json", out)
     return proc, json.loads(out.read_text()) if out.is_file() else []
 
 

@@ -5,7 +5,6 @@ by scripts/benchmark.py and scripts/gpu_speed.sh; here: that they change nothing
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 import torch
 
 import zoo
+from conftest import run_script
 from zoo.cli import main
 from zoo.data import FashionMNISTDataModule
 from zoo.data.fashion_mnist import PAD_LABEL
@@ -119,9 +119,8 @@ def test_benchmark_counts_flops_and_reports_mfu(tmp_path):
     assert benchmark.peak_flops("NVIDIA H200", "32-true") == 494.5e12
     assert benchmark.peak_flops("cpu (x86_64, 2 cores)", "32-true") is None
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--model", "lenet", "--device", "cpu", "--only", "train",
-                           "--train-steps", "5", "--warmup", "2", "--repeats", "1", "--static-shapes", "--fused", "--peak-tflops", "1",
-                           "--json", str(out)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = run_script(ROOT / "scripts" / "benchmark.py", "--model", "lenet", "--device", "cpu", "--only", "train", "--train-steps", "5",
+                      "--warmup", "2", "--repeats", "1", "--static-shapes", "--fused", "--peak-tflops", "1", "--json", out)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(out.read_text())
     assert r["mfu_lightning"] == pytest.approx(r["train_lightning"] * r["train_flops_per_image"] / 1e12)
