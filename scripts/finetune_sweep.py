@@ -55,6 +55,8 @@ def variants(epochs: int) -> dict[str, dict[str, Any]]:
         "l2sp_1": dict(l2sp=1.0),
         "l2sp_3": dict(l2sp=3.0),
         "steps_600": dict(epochs=2 * epochs),
+        "no_augment": dict(augment="none"),
+        "linear_probe": dict(freeze="freeze"),
     }
 
 
