@@ -70,10 +70,12 @@ def run_script(script: Path, *args: object) -> Ran:
             try:
                 runpy.run_path(str(script), run_name="__main__")
                 code = 0
-            except SystemExit as stop:  # as the interpreter reports it: a message is printed, status 1
-                code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
-                if not isinstance(stop.code, (int, type(None))):
+            except SystemExit as stop:
+                if stop.code is None or isinstance(stop.code, int):
+                    code = stop.code or 0
+                else:  # SystemExit("message"): the interpreter prints it and exits with status 1
                     print(stop.code, file=sys.stderr)
+                    code = 1
     finally:
         sys.argv = argv
         logging.disable(disabled)

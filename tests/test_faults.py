@@ -48,9 +48,9 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
 
 # ------------------------------------------------------------------------------------------ 1. resume
 def _slow_run(out: Path, tmp_path: Path, seed: int) -> subprocess.Popen:
-    # LeNet on 10,000 images in batches of 8: an epoch long enough (~10 s) to interrupt, and a
-    # resumed run (the rest of that one epoch) short enough for a loaded machine.
-    return zoo_cli("train", "lenet", "--epochs", "1", "--train-limit", "10000", "--eval-limit", "64", "--batch-size", "8",
+    # LeNet on 20,000 images in batches of 8: one epoch, long enough (~10 s on a fast machine) to
+    # interrupt 3 s in, and a resumed run (the rest of that epoch) short enough for a loaded one.
+    return zoo_cli("train", "lenet", "--epochs", "1", "--train-limit", "20000", "--eval-limit", "64", "--batch-size", "8",
                    "--seed", str(seed), "--out", str(out), "--no-progress", cwd=tmp_path)  # fmt: skip
 
 
@@ -82,7 +82,7 @@ def test_resume_after_ctrl_c_continues_from_on_exception_ckpt(tmp_path):
     assert ckpt.is_file() and find_resume_checkpoint(out) == ckpt
     assert main(["train", "lenet", "--resume", "--out", str(out), "--no-progress"]) == 0
     metrics = json.loads((out / "version_0" / "metrics.json").read_text())
-    assert metrics["epochs"] == 1 and metrics["seed"] == 7 and metrics["global_step"] == 10000 // 8
+    assert metrics["epochs"] == 1 and metrics["seed"] == 7 and metrics["global_step"] == 20000 // 8
     assert "--resume" in metrics["resumed_by"][-1] and "--resume" not in metrics["command"]
 
 
