@@ -31,7 +31,7 @@ import zoo  # noqa: E402
 from make_manifest import MAX_FILE_BYTES, regenerate  # noqa: E402
 from pack_weights import unpack  # noqa: E402
 from zoo.checkpoint import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, load_weights, model_card  # noqa: E402
-from zoo.hub import BUNDLED_DIR, write_manifest  # noqa: E402
+from zoo.hub import BUNDLED_DIR, portable, write_manifest  # noqa: E402
 from zoo.registry import build_model  # noqa: E402
 from zoo.train import evaluate, train  # noqa: E402
 
@@ -114,7 +114,7 @@ def main() -> None:
             for folder in folders:
                 bundle_trained_elsewhere(folder)
     else:
-        command = shlex.join(["python", "scripts/bundle_weights.py", *sys.argv[1:]])
+        command = portable(shlex.join(["python", "scripts/bundle_weights.py", *sys.argv[1:]]))
         for name in args.models.split(","):
             bundle_trained_here(name, args.seed, args.out, command)
     for path in write_manifest(regenerate()):

@@ -34,7 +34,7 @@ import torch  # noqa: E402
 
 import zoo  # noqa: E402
 from zoo.checkpoint import CONFIG_NAME  # noqa: E402
-from zoo.hub import BUNDLED_DIR, store_dir, write_manifest  # noqa: E402
+from zoo.hub import BUNDLED_DIR, portable, store_dir, write_manifest  # noqa: E402
 from zoo.report import (  # noqa: E402
     confusion_matrix,
     leaderboard_markdown,
@@ -76,21 +76,6 @@ def find_run_logs(name: str, roots: list[Path]) -> list[Path]:
         if runs and log_dirs(runs[-1]):
             return log_dirs(runs[-1])
     return []
-
-
-def portable(command: str) -> str:
-    """``command`` without its ``--out DIR``: where a run folder went is the machine's business,
-    not part of how the number was made (the README shows these commands)."""
-    words, kept = shlex.split(command), []
-    skip = False
-    for word in words:
-        if skip:
-            skip = False
-        elif word == "--out":
-            skip = True
-        elif not word.startswith("--out="):
-            kept.append(word)
-    return shlex.join(kept)
 
 
 def trained(name: str, args: argparse.Namespace, command: str) -> tuple:

@@ -3,6 +3,9 @@ bilinear kernel and the FCN, on real Fashion-MNIST scenes."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -13,6 +16,8 @@ import zoo
 from zoo.cli import main
 from zoo.detection.scenes import ITEM_LEVEL, FashionMNISTScenesDataModule, make_scenes
 from zoo.segmentation import bilinear_kernel, trans_conv
+
+SEGMENT = Path(__file__).resolve().parents[1] / "scripts" / "segment.py"
 
 # ------------------------------------------------------------------------------------------ 14.10
 X = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
@@ -111,10 +116,28 @@ def test_fcn_is_the_notes_network_on_the_zoos_resnet18(tmp_path):
     torch.testing.assert_close(zoo.load(folder)(x), model.eval()(x))
 
 
+class _SeenScenes(L.Callback):
+    """The training and validation scenes each epoch's loaders hold."""
+
+    def __init__(self) -> None:
+        self.train: list[torch.Tensor] = []
+        self.val: list[torch.Tensor] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.train.append(trainer.train_dataloader.dataset.tensors[0].clone())
+        self.val.append(trainer.val_dataloaders.dataset.tensors[0].clone())
+
+
 def test_short_training_beats_the_floor_and_predict_writes_the_mask(tmp_path, fmnist, capsys):
     from zoo.train import train
 
-    result = train("fcn", epochs=1, train_limit=600, eval_limit=200, out_dir=tmp_path / "run", progress_bar=False)
+    seen = _SeenScenes()
+    result = train("fcn", epochs=2, train_limit=300, eval_limit=200, out_dir=tmp_path / "run", progress_bar=False, callbacks=[seen])
+    # Every epoch trains on scenes it has not seen (epoch 0: the usual ones) and is scored on the same.
+    usual = FashionMNISTScenesDataModule(num_train=300, num_val=1, num_test=1, label_maps=True)
+    usual.setup()
+    assert torch.equal(seen.train[0], usual.sets["train"].tensors[0]) and not torch.equal(seen.train[0], seen.train[1])
+    assert torch.equal(seen.val[0], seen.val[1])
     m = result.metrics
     # Background alone (every pixel 0) scores a mean IoU of about 0.08 (its IoU ~0.85, the 10 classes 0).
     assert m["test/miou"] > 0.15 and m["test/pixel_acc"] > 0.85, m
@@ -158,3 +181,15 @@ def test_short_training_beats_the_floor_and_predict_writes_the_mask(tmp_path, fm
     assert "test mean IoU" in capsys.readouterr().out
     assert main(["eval", str(export), "--data", str(tmp_path)]) == 2
     assert "fcn is a segmentation model" in capsys.readouterr().err
+
+    # scripts/segment.py draws its picture and prints each label's IoU, whose mean is the mean IoU.
+    from conftest import run_script
+
+    ran = run_script(SEGMENT, "--model", export, "--scenes", 2, "--iou-scenes", 40, "--out", tmp_path / "picture.png")
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    assert lines[0].startswith("IoU on 40 test scenes (mean ") and len(lines) == 1 + 11 + 1, lines
+    ious = [float(line.split()[-1]) for line in lines[1:12]]
+    assert ious == sorted(ious, reverse=True) and abs(sum(ious) / 11 - float(lines[0].split()[-1][:-2])) < 1e-3
+    picture = Image.open(tmp_path / "picture.png")
+    assert picture.width == 3 * 96 * 2 + 4 * 4 and picture.height > 2 * 96 * 2  # 3 columns; 2 rows and a legend

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -107,9 +108,24 @@ def manifest_entry(folder: str | os.PathLike, *, repo_id: str | None = None, rev
         "hardware": training.get("device"),
         "wall_time_s": training.get("fit_seconds"),
         "date": training.get("date", config.get("saved")),
-        "command": training.get("command"),
+        "command": portable(training["command"]) if training.get("command") else None,
         "bundled": bundled,
     }
+
+
+def portable(command: str) -> str:
+    """``command`` without its ``--out DIR``: where a run folder went is the machine's business,
+    not part of how the number was made (the README shows these commands)."""
+    words, kept = shlex.split(command), []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "--out":
+            skip = True
+        elif not word.startswith("--out="):
+            kept.append(word)
+    return shlex.join(kept)
 
 
 def write_manifest(entries: Iterable[dict[str, Any]], paths: Iterable[str | os.PathLike] | None = None) -> list[Path]:

@@ -57,12 +57,15 @@ def plot_curves(log_dirs: Iterable[str | os.PathLike], out: str | os.PathLike, t
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     if rows:
         # Loss is logged every few steps, accuracies once an epoch: put both on an epoch axis.
-        epochs = max(int(float(r["epoch"])) for r in rows) + 1
-        steps = max(int(r["step"]) for r in rows) + 1
+        # (The test rows after the last epoch carry the next epoch's number: leave them out.)
+        fitted = [r for r in rows if r.get("train/loss") or any(k.startswith("val/") and v for k, v in r.items())]
+        epochs = max(int(float(r["epoch"])) for r in fitted or rows) + 1
+        steps = max(int(r["step"]) for r in fitted or rows) + 1
         loss = [(int(r["step"]) * epochs / steps, float(r["train/loss"])) for r in rows if r.get("train/loss")]
         if loss:
             ax.plot(*zip(*loss), label="train loss", lw=1)
-        for key, label in (("train/acc", "train acc"), ("val/acc", "val acc")):
+        # Classifiers log accuracy; the scene models their own score (mAP@0.5, mean IoU), also in [0, 1].
+        for key, label in (("train/acc", "train acc"), ("val/acc", "val acc"), ("val/map50", "val mAP@0.5"), ("val/miou", "val mean IoU")):
             pts = [(float(r["epoch"]) + 1, float(r[key])) for r in rows if r.get(key)]
             if pts:
                 ax.plot(*zip(*pts), marker="o", ms=3, label=label)

@@ -490,6 +490,9 @@ def train(
         strategy=strategy,
         num_nodes=num_nodes,
         log_every_n_steps=10,
+        # A data module that draws new training data each epoch (the scenes' fresh_train) needs its
+        # train_dataloader called again every epoch.
+        reload_dataloaders_every_n_epochs=int(getattr(datamodule, "fresh_train", False)),
         benchmark=True,  # cudnn autotuning: every batch of a run has the same shape
     )
     setup_seconds = _process_seconds()  # imports, data, model: everything before the first step

@@ -37,6 +37,9 @@ class Detector(ImageModel):
     #: The backgrounds of the training scenes (zoo.detection.scenes.BACKGROUNDS); validation and
     #: test scenes always have the default noise, so every detector is scored on the same scenes.
     scene_backgrounds: tuple[str, ...] = ("noise",)
+    #: New training scenes every epoch (FashionMNISTScenesDataModule's fresh_train) instead of the
+    #: same ones each epoch.
+    fresh_scenes: bool = False
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

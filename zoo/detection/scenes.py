@@ -123,12 +123,17 @@ class FashionMNISTScenesDataModule(L.LightningDataModule):
             instead of (scene, boxes); the same scenes.
         backgrounds: the training scenes' backgrounds (see :func:`make_scenes`).
         test_backgrounds: the validation and test scenes' (the same items whatever they are).
+        fresh_train: draw new training scenes every epoch (epoch e from its own seed; epoch 0's are
+            the usual ones), so that a network meets ``num_train`` new scenes each epoch instead of
+            learning the same ones by heart. Needs ``Trainer(reload_dataloaders_every_n_epochs=1)``,
+            which ``zoo train`` sets when this is on. Validation and test scenes never change.
     """
 
     def __init__(self, *, data_dir: str | os.PathLike | None = None, num_train: int = 10_000, num_val: int = 1_000,
                  num_test: int = 2_000, canvas: int = 96, min_size: int = 28, max_size: int = 48, batch_size: int = 64,
                  seed: int = 0, mean: float = 0.286, std: float = 0.353, num_workers: int = 0, label_maps: bool = False,
-                 backgrounds: tuple[str, ...] = ("noise",), test_backgrounds: tuple[str, ...] = ("noise",)) -> None:  # fmt: skip
+                 backgrounds: tuple[str, ...] = ("noise",), test_backgrounds: tuple[str, ...] = ("noise",),
+                 fresh_train: bool = False) -> None:  # fmt: skip
         super().__init__()
         if not 8 <= min_size <= max_size <= canvas:
             raise ValueError(f"need 8 <= min_size <= max_size <= canvas, got {min_size}, {max_size}, {canvas}")
@@ -139,22 +144,29 @@ class FashionMNISTScenesDataModule(L.LightningDataModule):
         self.backgrounds = {"train": tuple(backgrounds), "val": tuple(test_backgrounds), "test": tuple(test_backgrounds)}
         self.mean, self.std = float(mean), float(std)
         self.classes = list(CLASSES)
+        self.fresh_train = fresh_train
         self.sets: dict[str, TensorDataset] = {}
+        self._sources: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._train_epoch = 0  # the epoch whose scenes self.sets["train"] holds
 
     def setup(self, stage: str | None = None) -> None:
         if self.sets:
             return
         data = load_fashion_mnist(self.data_dir)
         train_idx, val_idx = stratified_split(data["train_labels"], 500, 0)
-        sources = {
+        self._sources = {
             "train": (data["train_images"][train_idx], data["train_labels"][train_idx]),
             "val": (data["train_images"][val_idx], data["train_labels"][val_idx]),
             "test": (data["test_images"], data["test_labels"]),
         }
-        for offset, (split, (images, labels)) in enumerate(sources.items()):
-            scenes, *targets = make_scenes(images, labels, self.sizes[split], seed=self.seed * 1000 + offset,
-                                           backgrounds=self.backgrounds[split], **self.scene_kwargs)  # fmt: skip
-            self.sets[split] = TensorDataset(scenes, targets[-1])  # the label maps, or the boxes
+        for offset, split in enumerate(self._sources):
+            self.sets[split] = self._draw(split, self.seed * 1000 + offset)
+
+    def _draw(self, split: str, seed: int) -> TensorDataset:
+        images, labels = self._sources[split]
+        scenes, *targets = make_scenes(images, labels, self.sizes[split], seed=seed, backgrounds=self.backgrounds[split],
+                                       **self.scene_kwargs)  # fmt: skip
+        return TensorDataset(scenes, targets[-1])  # the label maps, or the boxes
 
     def normalise(self, scenes: torch.Tensor) -> torch.Tensor:
         return (scenes.float() / 255 - self.mean) / self.std
@@ -169,6 +181,11 @@ class FashionMNISTScenesDataModule(L.LightningDataModule):
         return DataLoader(self.sets[split], batch_size=size, shuffle=shuffle, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
+        self.setup()
+        epoch = self.trainer.current_epoch if self.fresh_train and self.trainer is not None else 0
+        if epoch != self._train_epoch:  # epoch 0 keeps setup's seed; the others each a seed of their own
+            seed = self.seed * 1000 + (100 + epoch if epoch else 0)
+            self.sets["train"], self._train_epoch = self._draw("train", seed), epoch
         return self._loader("train", True)
 
     def val_dataloader(self) -> DataLoader:
@@ -188,4 +205,5 @@ def scenes_for(model: Any, *, label_maps: bool = False, data_dir: Any = None, do
         limits.update(num_val=eval_limit, num_test=eval_limit)
     return FashionMNISTScenesDataModule(data_dir=data_dir, batch_size=model.recipe.batch_size, seed=seed, canvas=model.input_size,
                                         num_workers=num_workers, label_maps=label_maps,
-                                        backgrounds=getattr(model, "scene_backgrounds", ("noise",)), **limits)  # fmt: skip
+                                        backgrounds=getattr(model, "scene_backgrounds", ("noise",)),
+                                        fresh_train=model.fresh_scenes, **limits)  # fmt: skip

@@ -40,6 +40,9 @@ class Segmenter(ImageModel):
     default_input_size = 96
     # A scene keeps its shape and size, as for the detector: its pixels are the labels' places.
     photo_steps = PhotoSteps(crop=False, pad_square=False, native_size=None)
+    #: New training scenes every epoch (FashionMNISTScenesDataModule's fresh_train). On 10,000 fixed
+    #: scenes the FCN learnt them by heart: mean IoU 0.89 on 1,000 of them against 0.72 on validation.
+    fresh_scenes = True
 
     def __init__(self, *, num_classes: int = len(SEGMENT_LABELS), label_names: Any = None, **kwargs: Any) -> None:
         if label_names is None and num_classes == len(SEGMENT_LABELS):
