@@ -64,15 +64,21 @@ def plot_curves(log_dirs: Iterable[str | os.PathLike], out: str | os.PathLike, t
         loss = [(int(r["step"]) * epochs / steps, float(r["train/loss"])) for r in rows if r.get("train/loss")]
         if loss:
             ax.plot(*zip(*loss), label="train loss", lw=1)
-        # Classifiers log accuracy; the scene models their own score (mAP@0.5, mean IoU), also in [0, 1].
-        for key, label in (("train/acc", "train acc"), ("val/acc", "val acc"), ("val/map50", "val mAP@0.5"), ("val/miou", "val mean IoU")):
+        # Scores on an axis of their own, 0 to 1: a detector's loss starts above 10. Classifiers log
+        # accuracy; the scene models their own score (mAP@0.5, mean IoU).
+        scores = ax.twinx()
+        scores.set_ylim(0, 1)
+        scores.set_ylabel("score")
+        for colour, (key, label) in enumerate((("train/acc", "train acc"), ("val/acc", "val acc"), ("val/map50", "val mAP@0.5"), ("val/miou", "val mean IoU")), 1):
             pts = [(float(r["epoch"]) + 1, float(r[key])) for r in rows if r.get(key)]
             if pts:
-                ax.plot(*zip(*pts), marker="o", ms=3, label=label)
+                scores.plot(*zip(*pts), marker="o", ms=3, label=label, color=f"C{colour}")
+        handles = [h for a in (ax, scores) for h in a.get_legend_handles_labels()[0]]
+        ax.legend(handles, [h.get_label() for h in handles], loc="center right")
     ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
     return _save(plt, fig, out)
 
 

@@ -14,12 +14,12 @@ import os
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from ..data.fashion_mnist import CLASSES, find_data_dir, load_fashion_mnist, stratified_split
-from .boxes import box_iou
 
 __all__ = ["make_scenes", "FashionMNISTScenesDataModule", "scenes_for", "MAX_OBJECTS", "ITEM_LEVEL", "BACKGROUNDS"]
 
@@ -58,36 +58,48 @@ def make_scenes(images: torch.Tensor, labels: torch.Tensor, n: int, *, seed: int
         scenes = _backgrounds(scenes, backgrounds, noise, seed)
     targets = torch.full((n, max_objects, 5), -1.0)
     maps = torch.zeros((n, canvas, canvas), dtype=torch.uint8) if label_maps else None
+    # The pasting works on NumPy views of the same memory, and the overlap test on plain ints: a
+    # scene is a few dozen tiny operations, where torch's per-call overhead was most of the time
+    # (the scenes, boxes and maps are the same to the bit as with torch ops throughout).
+    canvas_np, maps_np, classes = scenes.numpy(), (maps.numpy() if maps is not None else None), labels.tolist()
     for i in range(n):
         count = int(torch.randint(1, max_objects + 1, (1,), generator=gen))
-        placed: list[torch.Tensor] = []
+        placed: list[tuple[int, int, int]] = []  # (x0, y0, side) of each item's square
         for _ in range(count):
             for _attempt in range(20):  # keep items apart enough that each stays recognisable
                 side = int(torch.randint(min_size, max_size + 1, (1,), generator=gen))
                 x0 = int(torch.randint(0, canvas - side + 1, (1,), generator=gen))
                 y0 = int(torch.randint(0, canvas - side + 1, (1,), generator=gen))
-                square = torch.tensor([[x0, y0, x0 + side, y0 + side]], dtype=torch.float32)
-                if not placed or box_iou(square, torch.cat(placed)).max() < 0.2:
+                if all(_square_iou((x0, y0, side), other) < 0.2 for other in placed):
                     break
             else:
                 continue
             k = int(torch.randint(0, len(images), (1,), generator=gen))
             item = F.interpolate(images[k][None, None].float(), size=(side, side), mode="bilinear", align_corners=False)[0, 0]
-            item = item.round().clamp(0, 255).to(torch.uint8)
-            region = scenes[i, 0, y0 : y0 + side, x0 : x0 + side]
-            if maps is not None:  # before pasting: where this item's pixel is the one that shows
+            item = item.round().clamp(0, 255).to(torch.uint8).numpy()
+            region = canvas_np[i, 0, y0 : y0 + side, x0 : x0 + side]
+            if maps_np is not None:  # before pasting: where this item's pixel is the one that shows
                 shows = (item > ITEM_LEVEL) & (item >= region)
-                maps[i, y0 : y0 + side, x0 : x0 + side][shows] = int(labels[k]) + 1
-            torch.maximum(region, item, out=region)
+                maps_np[i, y0 : y0 + side, x0 : x0 + side][shows] = classes[k] + 1
+            np.maximum(region, item, out=region)
             # The tight box of the item's visible pixels (Fashion-MNIST items rarely fill 28x28).
-            rows = torch.nonzero(item.amax(dim=1) > ITEM_LEVEL).squeeze(1)
-            cols = torch.nonzero(item.amax(dim=0) > ITEM_LEVEL).squeeze(1)
+            rows = np.flatnonzero(item.max(axis=1) > ITEM_LEVEL)
+            cols = np.flatnonzero(item.max(axis=0) > ITEM_LEVEL)
             if len(rows) == 0 or len(cols) == 0:
                 continue
-            box = torch.tensor([x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1], dtype=torch.float32)
-            targets[i, len(placed)] = torch.cat([labels[k].float().view(1), box / canvas])
-            placed.append(square)
+            box = (x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1)
+            targets[i, len(placed)] = torch.tensor([classes[k], *(int(v) / canvas for v in box)])
+            placed.append((x0, y0, side))
     return (scenes, targets) if maps is None else (scenes, targets, maps)
+
+
+def _square_iou(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    """IoU of two squares given as (x0, y0, side), in exact integer arithmetic up to the division."""
+    (ax, ay, aside), (bx, by, bside) = a, b
+    w = max(0, min(ax + aside, bx + bside) - max(ax, bx))
+    h = max(0, min(ay + aside, by + bside) - max(ay, by))
+    inter = w * h
+    return inter / (aside * aside + bside * bside - inter)
 
 
 def _backgrounds(noisy: torch.Tensor, kinds: tuple[str, ...], noise: int, seed: int) -> torch.Tensor:

@@ -138,10 +138,14 @@ class SSDFashion(TinySSD):
     with a box and of the ``neg_pos_ratio`` times as many hardest background anchors, plus the
     smooth-L1 loss of the positives' offsets, both per positive anchor rather than per anchor:
     the book's mean over all 764 anchors makes the box loss of the dozen positives of a scene
-    nearly vanish), and training scenes on varied backgrounds (noise, clean, gradient), so a
-    clean canvas is not out of distribution. The backbone, anchors and decoding are TinySSD's."""
+    nearly vanish), training scenes on varied backgrounds (noise, clean, gradient), so a clean
+    canvas is not out of distribution, and new training scenes every epoch. The backbone, anchors
+    and decoding are TinySSD's."""
 
     scene_backgrounds = ("noise", "clean", "gradient")
+    # On the same 10,000 scenes every epoch it learnt them by heart: mAP@0.5 0.973 on 1,000 of
+    # its training scenes against 0.851 on validation (validation loss 1.40 against 0.51).
+    fresh_scenes = True
 
     def __init__(self, *, neg_pos_ratio: float = 3.0, box_weight: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
