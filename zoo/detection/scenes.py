@@ -61,7 +61,7 @@ def make_scenes(images: torch.Tensor, labels: torch.Tensor, n: int, *, seed: int
     # The pasting works on NumPy views of the same memory, and the overlap test on plain ints: a
     # scene is a few dozen tiny operations, where torch's per-call overhead was most of the time
     # (the scenes, boxes and maps are the same to the bit as with torch ops throughout).
-    canvas_np, maps_np, classes = scenes.numpy(), (maps.numpy() if maps is not None else None), labels.tolist()
+    pixels, maps_np, classes = scenes.numpy(), (maps.numpy() if maps is not None else None), labels.tolist()
     for i in range(n):
         count = int(torch.randint(1, max_objects + 1, (1,), generator=gen))
         placed: list[tuple[int, int, int]] = []  # (x0, y0, side) of each item's square
@@ -77,7 +77,7 @@ def make_scenes(images: torch.Tensor, labels: torch.Tensor, n: int, *, seed: int
             k = int(torch.randint(0, len(images), (1,), generator=gen))
             item = F.interpolate(images[k][None, None].float(), size=(side, side), mode="bilinear", align_corners=False)[0, 0]
             item = item.round().clamp(0, 255).to(torch.uint8).numpy()
-            region = canvas_np[i, 0, y0 : y0 + side, x0 : x0 + side]
+            region = pixels[i, 0, y0 : y0 + side, x0 : x0 + side]
             if maps_np is not None:  # before pasting: where this item's pixel is the one that shows
                 shows = (item > ITEM_LEVEL) & (item >= region)
                 maps_np[i, y0 : y0 + side, x0 : x0 + side][shows] = classes[k] + 1
