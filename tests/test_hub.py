@@ -83,6 +83,25 @@ def test_model_card_has_hub_metadata(tmp_path):
     assert config["recipe"]["optimizer"] == "sgd" and config["params"] == 203_530
 
 
+@pytest.mark.parametrize("name", ["lenet", "ssd_fmnist", "fcn"])
+def test_the_bundled_cards_code_runs_and_says_what_is_in_a_real_image(name, fmnist, capsys):
+    """The card's snippet is what a user copies first: it must run on the model's own task."""
+    from zoo.detection.scenes import make_scenes
+
+    card = (BUNDLED_DIR / name / "README.md").read_text()
+    code = card.split("```python\n")[1].split("```")[0]
+    assert f'zoo.load("{name}")' in code
+    if name == "lenet":
+        image, truth = fmnist["test_images"][0], {zoo.load(name).label_names[int(fmnist["test_labels"][0])]}
+    else:  # a test scene of three or so items
+        scenes, targets = make_scenes(fmnist["test_images"], fmnist["test_labels"], 1, seed=3)[:2]
+        image, names = scenes[0, 0], zoo.load(name).label_names
+        truth = {names[int(c) + (name == "fcn")] for c in targets[0, :, 0] if c >= 0}  # fcn's label 0 is background
+    exec(compile(code, f"{name}/README.md", "exec"), {"pil_image": Image.fromarray(image.numpy())})
+    said = capsys.readouterr().out
+    assert any(label in said for label in truth), (truth, said)
+
+
 def test_tampered_weights_are_refused(tmp_path):
     folder = zoo.save_checkpoint(_trained_like("softmax"), tmp_path / "ckpt")
     weights = folder / WEIGHTS_NAME

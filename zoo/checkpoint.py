@@ -151,11 +151,23 @@ Fashion-MNIST with d2l-zoo.
 import torch, zoo
 net = zoo.load("{{ name }}")          # eval mode, weights checked against their sha256
 x = net.preprocess(pil_image)         # any size, gray or colour -> normalised batch
-with torch.no_grad():
-    probs = net(x).softmax(-1)
-print(net.label_names[int(probs.argmax())], float(probs.max()))
+{{ usage }}
 ```
 """
+
+# Per Hub pipeline tag: what the card's snippet does with the preprocessed batch ``x``.
+_USAGE = {
+    "image-classification": """with torch.no_grad():
+    probs = net(x).softmax(-1)
+print(net.label_names[int(probs.argmax())], float(probs.max()))""",
+    "object-detection": """(found,) = net.detect(x)             # boxes (x0, y0, x1, y1) as fractions of the image's sides
+for box, score, label in zip(found["boxes"], found["scores"], found["labels"]):
+    if score >= 0.5:
+        print(net.label_names[int(label)], round(float(score), 2), [round(float(v), 3) for v in box])""",
+    "image-segmentation": """(labels,) = net.segment(x)           # a label per pixel of the model's input, 0 = background
+for i in labels.unique().tolist():
+    print(net.label_names[i], f"{float((labels == i).float().mean()):.1%} of the pixels")""",
+}
 
 
 # Per Hub pipeline tag: the data set's name and how the test score was measured.
@@ -211,6 +223,7 @@ def model_card(config: dict[str, Any]) -> str:
         metric_name=cls.score_label,
         measured=_MEASURED[task],
         recipe=json.dumps(config["recipe"]),
+        usage=_USAGE[task],
     )
     return str(card)
 
