@@ -26,11 +26,12 @@ def main() -> None:
     p.add_argument("--scenes", type=int, default=8)
     p.add_argument("--min-score", type=float, default=0.5)
     p.add_argument("--scale", type=int, default=3, help="enlarge the 96x96 scenes this much for drawing")
-    p.add_argument("--out", type=Path, default=Path("results/plots/tiny_ssd-scenes.png"))
+    p.add_argument("--out", type=Path, help="the picture (default: results/plots/<model>-scenes.png)")
     p.add_argument("--save-scenes", type=Path, help="also write the raw scenes as PNGs here (inputs for `zoo predict`)")
     args = p.parse_args()
 
     model = zoo.load(args.model)
+    out = args.out or Path("results/plots") / f"{model.model_name}-scenes.png"
     dm = FashionMNISTScenesDataModule(num_train=1, num_val=1, num_test=args.scenes, canvas=model.input_size)
     dm.setup()
     scenes, targets = dm.sets["test"].tensors
@@ -50,9 +51,9 @@ def main() -> None:
             args.save_scenes.mkdir(parents=True, exist_ok=True)
             Image.fromarray(scene[0].numpy()).save(args.save_scenes / f"scene{i}.png")
     grid = make_grid(tiles, nrow=4, padding=4)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(args.out)
-    print(f"wrote {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(out)
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -92,8 +92,10 @@ class FCN(Segmenter):
 
 # Chosen on the validation scenes (500, 2,000 training scenes, 2 epochs): output stride 8 reached
 # mean IoU 0.49, 16 0.45, 32 (the notes') 0.23 with AdamW at 1e-3; SGD at 0.01 0.11, at 0.05 0.08.
+# Channels-last: a training step of 32 scenes took 0.25 s on 2 CPU cores against 0.30 s in NCHW
+# (same arithmetic), and the epochs it saves go into the run: 14 instead of 12 in the 25-minute budget.
 @register_model(chapter="14.11", recipe=Recipe(optimizer="adamw", lr=1e-3, weight_decay=1e-4, schedule="cosine", batch_size=32,
-                                              epochs=12))  # fmt: skip
+                                              epochs=14, channels_last=True))  # fmt: skip
 def fcn(*, output_stride: int = 8, **kwargs: Any) -> FCN:
     """The notes' FCN on the zoo's ResNet-18 (its first two stages: output stride 8), on scene label maps."""
     return FCN(output_stride=output_stride, **kwargs)
