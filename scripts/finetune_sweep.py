@@ -2,7 +2,8 @@
 """Compare fine-tuning recipes on one folder's validation split: each variant once per seed, fine-tune only.
 
     python scripts/finetune_sweep.py digits --source lenet_bn --no-hflip --out runs/sweep
-    python scripts/finetune_sweep.py digits --source lenet_bn --no-hflip --variants default,book_ratio
+    python scripts/finetune_sweep.py digits --source lenet_bn --no-hflip --variants default,constant_book_ratio
+    python scripts/finetune_sweep.py split-s1/target --source split-s1/source --variants default,centroid_head
 
 Prints one line per variant: mean ± sd of the validation top-1 over the seeds, the runs, and the
 wall time. This is how the default recipe of `zoo finetune` was chosen (README, "Fine-tuning on your
@@ -23,13 +24,50 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import lightning as L
+import torch
+
 from zoo.cli import _quiet_libraries
 from zoo.data.folder import ImageFolderDataModule
 from zoo.finetune import default_epochs, finetune, load_source
 
 
+class RecipeChange(L.Callback):
+    """Change Recipe fields the fine-tuner reads (label smoothing, mixup) that finetune() has no setting for."""
+
+    def __init__(self, **changes: Any) -> None:
+        self.changes = changes
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pl_module.recipe = pl_module.recipe.replace(**self.changes)
+
+    def __repr__(self) -> str:
+        return f"RecipeChange({self.changes})"
+
+
+class CentroidHead(L.Callback):
+    """Start the new head as the nearest-class-mean classifier of the copied features: a Gaussian per
+    class with one shared variance, W_c = mu_c / var, b_c = -|mu_c|^2 / (2 var) (imprinting)."""
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        dm, net = trainer.datamodule, pl_module.model
+        x, y = dm._normalize(torch.stack(dm.train_set.images)), torch.tensor(dm.train_set.labels)
+        net.eval()  # the source's BatchNorm statistics, untouched
+        with torch.no_grad():
+            f = net.backbone(x)
+            mu = torch.stack([f[y == c].mean(0) for c in range(net.num_classes)])
+            var = ((f - mu[y]) ** 2).mean()
+            net.head.weight.copy_(mu / var)
+            net.head.bias.copy_(-(mu**2).sum(1) / (2 * var))
+        net.train()
+
+    def __repr__(self) -> str:
+        return "CentroidHead()"
+
+
 def variants(epochs: int) -> dict[str, dict[str, Any]]:
-    """The recipes measured, as changes to finetune()'s defaults (``epochs``: the folder's default)."""
+    """The recipes measured, as changes to finetune()'s defaults (``epochs``: the folder's default);
+    "callbacks" makes the Lightning callbacks of a change finetune() has no setting for."""
     warmup = round(epochs * 0.05)
     book = dict(schedule="none", backbone_lr_ratio=0.1, warmup_epochs=0.0)  # the default until the cosine
     return {
@@ -57,6 +95,9 @@ def variants(epochs: int) -> dict[str, dict[str, Any]]:
         "steps_600": dict(epochs=2 * epochs),
         "no_augment": dict(augment="none"),
         "linear_probe": dict(freeze="freeze"),
+        "centroid_head": dict(callbacks=lambda: [CentroidHead()]),
+        "label_smoothing_0.1": dict(callbacks=lambda: [RecipeChange(label_smoothing=0.1)]),
+        "mixup_0.2": dict(callbacks=lambda: [RecipeChange(mixup=0.2)]),
     }
 
 
@@ -80,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     table = variants(default_epochs(len(dm.train_set), args.batch_size))
     if args.list:
         for name, changes in table.items():
-            print(f"{name:32s} {changes}")
+            shown = {k: (v() if k == "callbacks" else v) for k, v in changes.items()}
+            print(f"{name:32s} {shown}")
         return 0
     chosen = args.variants.split(",") if args.variants else list(table)
     unknown = [n for n in chosen if n not in table]
@@ -90,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     for name in chosen:
         start = time.time()
+        changes = dict(table[name])
+        callbacks = changes.pop("callbacks", list)
         accs = [finetune(args.source, args.data, seed=seed, hflip=not args.no_hflip, batch_size=args.batch_size,
-                         out_dir=Path(args.out) / name / str(seed), progress_bar=False, **table[name])["val_acc"]
+                         out_dir=Path(args.out) / name / str(seed), progress_bar=False, callbacks=callbacks(), **changes)["val_acc"]
                 for seed in seeds]  # fmt: skip
         sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
         print(f"{name:32s} {statistics.fmean(accs):.4f} ± {sd:.4f}  {[round(a, 3) for a in accs]}  {time.time() - start:.0f}s", flush=True)
