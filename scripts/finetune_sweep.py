@@ -65,6 +65,36 @@ class CentroidHead(L.Callback):
         return "CentroidHead()"
 
 
+class ReinitFrom(L.Callback):
+    """Re-initialise the copied backbone from its module ``start`` on (transfer the layers below only)."""
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for layer in list(pl_module.model.backbone)[self.start :]:
+            for m in layer.modules():
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.reset_running_stats()
+
+    def __repr__(self) -> str:
+        return f"ReinitFrom({self.start})"
+
+
+class FrozenNormStats(L.Callback):
+    """Keep the copied BatchNorm layers' running statistics as loaded (eval mode while training)."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        for m in pl_module.model.backbone.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+    def __repr__(self) -> str:
+        return "FrozenNormStats()"
+
+
 def variants(epochs: int) -> dict[str, dict[str, Any]]:
     """The recipes measured, as changes to finetune()'s defaults (``epochs``: the folder's default);
     "callbacks" makes the Lightning callbacks of a change finetune() has no setting for."""
@@ -98,6 +128,10 @@ def variants(epochs: int) -> dict[str, dict[str, Any]]:
         "centroid_head": dict(callbacks=lambda: [CentroidHead()]),
         "label_smoothing_0.1": dict(callbacks=lambda: [RecipeChange(label_smoothing=0.1)]),
         "mixup_0.2": dict(callbacks=lambda: [RecipeChange(mixup=0.2)]),
+        # lenet_bn's backbone: 9 is its first Linear (256 -> 120), 12 its second (120 -> 84).
+        "reinit_from_9": dict(callbacks=lambda: [ReinitFrom(9)]),
+        "reinit_from_12": dict(callbacks=lambda: [ReinitFrom(12)]),
+        "frozen_norm_stats": dict(callbacks=lambda: [FrozenNormStats()]),
     }
 
 

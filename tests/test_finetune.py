@@ -386,3 +386,38 @@ def test_finetune_ddp_on_two_cpu_processes(tmp_path, fmnist, capsys):
     capsys.readouterr()
     assert main([*cmd[3:], "--freeze", "freeze_unfreeze"]) == 2  # refused before any process starts
     assert "freeze_unfreeze cannot run on several processes" in capsys.readouterr().err
+
+
+def test_the_split_class_task_keeps_its_source_off_the_target_classes(tmp_path, fmnist):
+    """scripts/make_transfer_folders.py, which builds the README's split-class data set: a lenet_bn
+    source that learnt the five source classes (and only those), and disjoint folders of the other five."""
+    import json
+    from pathlib import Path
+
+    from conftest import run_script
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "make_transfer_folders.py"
+    root = tmp_path / "split"
+    ran = run_script(script, root, "--per-class", 2, "--val-per-class", 3, "--source-epochs", 1, "--source-augment", "standard")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    source = zoo.load(root / "source")
+    assert source.label_names == ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat"]
+    training = json.loads((root / "source" / "config.json").read_text())["training"]
+    assert training["epochs"] == 1 and training["augment"] == "standard"
+    # It learnt the source classes: real test images of those, well above the 0.2 of chance.
+    keep = fmnist["test_labels"] < 5
+    x = ((fmnist["test_images"][keep][:1000].float() / 255 - source.mean[0]) / source.std[0])[:, None]
+    with torch.no_grad():
+        acc = (source(x).argmax(1) == fmnist["test_labels"][keep][:1000]).float().mean().item()
+    assert acc > 0.6, acc
+    targets = ["Ankle_boot", "Bag", "Sandal", "Shirt", "Sneaker"]
+    for split, count in (("target/train", 2), ("target/val", 3), ("test", 1000)):
+        assert sorted(p.name for p in (root / split).iterdir()) == targets
+        assert all(len(list((root / split / c).glob("*.png"))) == count for c in targets)
+    for c in targets:  # the training and validation images are different images
+        pixels = lambda split: {Image.open(p).tobytes() for p in (root / split / c).glob("*.png")}  # noqa: E731
+        assert not pixels("target/train") & pixels("target/val")
+    again = run_script(script, root)
+    assert again.returncode == 1 and "is not empty; give a new folder" in again.stderr
+    bad = run_script(script, tmp_path / "other", "--per-class", 0)
+    assert bad.returncode == 2 and "--per-class: must be at least 1, got 0" in bad.stderr and not (tmp_path / "other").exists()
