@@ -74,10 +74,8 @@ class ReinitFrom(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for layer in list(pl_module.model.backbone)[self.start :]:
             for m in layer.modules():
-                if hasattr(m, "reset_parameters"):
+                if hasattr(m, "reset_parameters"):  # a BatchNorm's resets its running statistics too
                     m.reset_parameters()
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.reset_running_stats()
 
     def __repr__(self) -> str:
         return f"ReinitFrom({self.start})"
