@@ -24,6 +24,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
 import zoo
+from zoo.cli import _positive_int
 from zoo.data.augment import AUGMENT_PRESETS, BatchTransform
 from zoo.data.fashion_mnist import CLASSES, MEAN, STD, load_fashion_mnist
 
@@ -64,21 +65,14 @@ def train_source(images: torch.Tensor, labels: torch.Tensor, epochs: int, augmen
     return float(trainer.callback_metrics["train/acc"])
 
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("root", type=Path)
-    ap.add_argument("--per-class", type=positive, default=10, help="target training images per class")
-    ap.add_argument("--val-per-class", type=positive, default=100)
+    ap.add_argument("--per-class", type=_positive_int, default=10, help="target training images per class")
+    ap.add_argument("--val-per-class", type=_positive_int, default=100)
     # 20, not the 5 of before: the fine-tune from a 5-epoch source was only level with lenet_bn from
     # scratch at 10 images a class (README, "Fine-tuning on your own images").
-    ap.add_argument("--source-epochs", type=positive, default=20)
+    ap.add_argument("--source-epochs", type=_positive_int, default=20)
     # "none": a source trained with the zoo's crop-and-flip transferred worse, and 40 epochs no better
     # than 20 (README, "What else was tried for the split classes").
     ap.add_argument("--source-augment", default="none", choices=AUGMENT_PRESETS, help="the source's training augmentation")

@@ -395,6 +395,7 @@ def test_the_split_class_task_keeps_its_source_off_the_target_classes(tmp_path, 
     from pathlib import Path
 
     from conftest import run_script
+    from zoo.data.augment import BatchTransform
 
     script = Path(__file__).resolve().parents[1] / "scripts" / "make_transfer_folders.py"
     root = tmp_path / "split"
@@ -406,7 +407,7 @@ def test_the_split_class_task_keeps_its_source_off_the_target_classes(tmp_path, 
     assert training["epochs"] == 1 and training["augment"] == "standard"
     # It learnt the source classes: real test images of those, well above the 0.2 of chance.
     keep = fmnist["test_labels"] < 5
-    x = ((fmnist["test_images"][keep][:1000].float() / 255 - source.mean[0]) / source.std[0])[:, None]
+    x = BatchTransform(input_size=28, mean=source.mean, std=source.std)(fmnist["test_images"][keep][:1000, None])
     with torch.no_grad():
         acc = (source(x).argmax(1) == fmnist["test_labels"][keep][:1000]).float().mean().item()
     assert acc > 0.6, acc

@@ -57,7 +57,7 @@ def _import_extra(module: str, extra: str):
 def _positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return number
 
 
