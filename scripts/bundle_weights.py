@@ -26,15 +26,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import zoo  # noqa: E402
-from make_manifest import MAX_FILE_BYTES, regenerate  # noqa: E402
-from pack_weights import unpack  # noqa: E402
-from zoo.checkpoint import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, load_weights, model_card  # noqa: E402
-from zoo.hub import BUNDLED_DIR, portable, write_manifest  # noqa: E402
-from zoo.registry import build_model  # noqa: E402
-from zoo.train import evaluate, train  # noqa: E402
+import zoo
+from zoo.card import model_card
+from zoo.checkpoint import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, load_weights
+from zoo.manifest import BUNDLE_MAX_FILE_BYTES as MAX_FILE_BYTES
+from zoo.manifest import BUNDLED_DIR, portable, regenerate, write_manifest
+from zoo.publish import unpack
+from zoo.registry import build_model
+from zoo.train import evaluate, train
 
 SMALL_MODELS = ("softmax", "mlp", "lenet", "lenet_bn")
 FP16_NAME = "model.fp16.safetensors"

@@ -32,8 +32,8 @@ else
   run_args=(--accelerator gpu --devices 1 --precision bf16-mixed --channels-last)
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$work/gpu.txt"
   # Calibration first, alone on the GPU: images/s of the real loop (SKIP_CALIBRATION=1: when
-  # scripts/gpu_speed.sh measures the step in the same call).
-  [ -n "${SKIP_CALIBRATION:-}" ] || python3 scripts/benchmark.py --model resnet18 --device cuda --precision bf16-mixed --channels-last \
+  # scripts/benchmarks/gpu_speed.sh measures the step in the same call).
+  [ -n "${SKIP_CALIBRATION:-}" ] || python3 scripts/benchmarks/benchmark.py --model resnet18 --device cuda --precision bf16-mixed --channels-last \
       --train-steps 40 --warmup 10 --repeats 1 --json "$work/bench-resnet18.json" > "$work/bench-resnet18.txt" 2>&1
 fi
 

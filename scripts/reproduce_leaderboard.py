@@ -27,15 +27,12 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent))
+import torch
 
-import torch  # noqa: E402
-
-import zoo  # noqa: E402
-from zoo.checkpoint import CONFIG_NAME  # noqa: E402
-from zoo.hub import BUNDLED_DIR, portable, store_dir, write_manifest  # noqa: E402
-from zoo.report import (  # noqa: E402
+import zoo
+from zoo.checkpoint import CONFIG_NAME
+from zoo.manifest import BUNDLED_DIR, portable, regenerate, write_manifest
+from zoo.report import (
     confusion_matrix,
     leaderboard_markdown,
     plot_confusion,
@@ -47,7 +44,10 @@ from zoo.report import (  # noqa: E402
     scenes_markdown,
     write_leaderboard_csv,
 )
-from zoo.train import evaluate, train  # noqa: E402
+from zoo.runtime import store_dir
+from zoo.train import evaluate, train
+
+ROOT = Path(__file__).resolve().parents[1]
 
 QUICK = dict(max_steps=8, train_limit=2048, eval_limit=500)
 
@@ -194,8 +194,6 @@ def update_readme_scenes(rows: dict[str, dict]) -> None:
 
 
 def update_manifest(trained: list[str]) -> None:
-    from make_manifest import regenerate
-
     added = [(store_dir(n), None, None) for n in trained if not (BUNDLED_DIR / n).is_dir() and (store_dir(n) / CONFIG_NAME).is_file()]
     write_manifest(regenerate(added))
 

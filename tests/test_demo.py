@@ -124,7 +124,7 @@ def test_a_photo_is_read_through_the_photo_steps_and_shown_as_the_network_sees_i
 def test_a_drawing_and_a_scene_go_through_the_demo_s_code_path():
     from zoo.demo import _on_white, models_with_weights, network_input, predict
     from zoo.detection.scenes import make_scenes
-    from zoo.hub import load
+    from zoo.pretrained import load
 
     assert {"lenet_bn", "resnet18", "tiny_ssd"} <= set(models_with_weights())
     data = load_fashion_mnist()

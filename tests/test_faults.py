@@ -22,7 +22,9 @@ import zoo
 from zoo.checkpoint import CheckpointError, load_checkpoint
 from zoo.cli import main
 from zoo.data.folder import FolderError, ImageFolderDataModule
-from zoo.train import TrainingDiverged, find_resume_checkpoint, train
+from zoo.callbacks import TrainingDiverged
+from zoo.runs import find_resume_checkpoint
+from zoo.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -198,22 +200,22 @@ def test_a_truncated_file_signed_again_is_a_checkpoint_error(tmp_path, capsys):
 
 
 def test_an_installed_wheel_reads_only_its_own_manifest(tmp_path):
-    import zoo.hub as hub
+    import zoo.manifest as manifest
 
     site = tmp_path / "site-packages"
     shutil.copytree(ROOT / "zoo", site / "zoo", ignore=shutil.ignore_patterns("__pycache__", "weights"))
     (site / "checkpoints.json").write_text("{}")  # a stray file beside the package
-    code = "import zoo.hub as h; print([str(p) for p in h._manifest_paths()])"
+    code = "import zoo.manifest as m; print([str(p) for p in m.manifest_paths()])"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)},
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == str([str(site / "zoo" / "checkpoints.json")])
-    assert hub._manifest_paths()[0] == ROOT / "checkpoints.json"  # a source checkout still reads its own
+    assert manifest.manifest_paths()[0] == ROOT / "checkpoints.json"  # a source checkout still reads its own
 
 
 # ------------------------------------------------------------------------------------------ 6. concurrency
 def test_two_runs_started_together_in_one_folder_keep_their_own_versions(tmp_path):
-    from zoo.train import _new_run_dir
+    from zoo.runs import new_run_dir as _new_run_dir
 
     # Claiming a version is one atomic step: two claims in a row never get the same folder.
     assert _new_run_dir(tmp_path / "claims") != _new_run_dir(tmp_path / "claims")
@@ -309,7 +311,7 @@ def test_bad_model_arguments_and_inputs_are_one_clear_error():
 
 # ------------------------------------------------------------------------------------------ 8. offline Hub
 def test_an_unreachable_hub_fails_fast_without_hf_hub_offline(tmp_path):
-    from zoo.hub import manifest_entry, write_manifest
+    from zoo.manifest import manifest_entry, write_manifest
 
     folder = zoo.save_checkpoint(zoo.create_model("googlenet"), tmp_path / "googlenet")
     manifest = tmp_path / "checkpoints.json"

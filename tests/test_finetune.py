@@ -11,8 +11,8 @@ from PIL import Image
 import zoo
 from zoo.cli import main
 from zoo.data.folder import FolderError, ImageFolderDataModule
-from zoo.finetune import FineTuner, finetune
-from zoo.train import last_checkpoint
+from zoo.finetuning import FineTuner, finetune
+from zoo.callbacks import last_checkpoint
 
 from conftest import InterruptAt
 
@@ -77,7 +77,7 @@ def test_folder_errors_name_the_folder(tmp_path, fmnist):
 
 def test_finetuner_copies_the_backbone_and_makes_a_new_head(tmp_path):
     source = zoo.load("lenet_bn")
-    tuner = FineTuner(source="lenet_bn", num_classes=3, label_names=["a", "b", "c"], lr=1e-2, backbone_lr_ratio=0.1)
+    tuner = FineTuner(source="lenet_bn", num_classes=3, label_names=["a", "b", "c"], lr=1e-2, backbone_lr_ratio=0.1, schedule="none")
     assert tuner.head.out_features == 3 and tuner.model.label_names == ["a", "b", "c"]
     for key, value in tuner.backbone.state_dict().items():
         assert torch.equal(value, source.backbone.state_dict()[key]), key
@@ -101,7 +101,7 @@ def _fit(module, dm, epochs, callbacks=(), ckpt_path=None, root=None):
 
 def test_freeze_keeps_the_backbone_and_its_statistics(tmp_path, fmnist):
     dm = ImageFolderDataModule(make_folder(tmp_path / "d", fmnist, 30), batch_size=16)
-    tuner = FineTuner(source="lenet_bn", num_classes=3, strategy="freeze", lr=1e-2)
+    tuner = FineTuner(source="lenet_bn", num_classes=3, freeze="freeze", lr=1e-2)
     before = {k: v.clone() for k, v in tuner.backbone.state_dict().items()}
     head_before = tuner.head.weight.detach().clone()
     _fit(tuner, dm, 1)
@@ -112,7 +112,7 @@ def test_freeze_keeps_the_backbone_and_its_statistics(tmp_path, fmnist):
 
 def test_freeze_unfreeze_resumes_with_both_parameter_groups(tmp_path, fmnist):
     dm = ImageFolderDataModule(make_folder(tmp_path / "d", fmnist, 30), batch_size=16)
-    kwargs = dict(source="lenet_bn", num_classes=3, strategy="freeze_unfreeze", unfreeze_epoch=1, lr=1e-2, backbone_lr_ratio=0.1)
+    kwargs = dict(source="lenet_bn", num_classes=3, freeze="freeze_unfreeze", unfreeze_epoch=1, lr=1e-2, backbone_lr_ratio=0.1, schedule="none")
     first = FineTuner(**kwargs)
     _fit(first, dm, 2, root=tmp_path / "ckpt")  # epoch 0 head only, epoch 1 unfrozen
     lrs = sorted({round(g["lr"], 6) for g in first.trainer.optimizers[0].param_groups})
@@ -140,8 +140,8 @@ def test_l2sp_pulls_the_copied_weights_back_to_the_pretrained_ones(tmp_path, fmn
     dm = ImageFolderDataModule(make_folder(tmp_path / "d", fmnist, 30), batch_size=16)
     source = {k: v.clone() for k, v in zoo.load("lenet_bn").backbone.state_dict().items()}
     # At l2sp = 1 / lr each step ends with a full pull back: the copied weights stay as loaded.
-    pinned = FineTuner(source="lenet_bn", num_classes=3, lr=1e-2, backbone_lr_ratio=1.0, l2sp=100.0)
-    free = FineTuner(source="lenet_bn", num_classes=3, lr=1e-2, backbone_lr_ratio=1.0)
+    pinned = FineTuner(source="lenet_bn", num_classes=3, lr=1e-2, backbone_lr_ratio=1.0, l2sp=100.0, schedule="none")
+    free = FineTuner(source="lenet_bn", num_classes=3, lr=1e-2, backbone_lr_ratio=1.0, schedule="none")
     head_before = pinned.head.weight.detach().clone()
     for tuner in (pinned, free):
         _fit(tuner, dm, 1)
@@ -172,7 +172,7 @@ def test_a_cosine_schedule_drives_the_unfrozen_backbone_too(tmp_path, fmnist):
     # A LambdaLR only schedules the groups it was made with: the backbone that joins at the
     # unfreeze kept its constant rate. Now it follows the head at its ratio, resumed runs too.
     dm = ImageFolderDataModule(make_folder(tmp_path / "d", fmnist, 30), batch_size=16)
-    kwargs = dict(source="lenet_bn", num_classes=3, strategy="freeze_unfreeze", unfreeze_epoch=1, lr=1e-2,
+    kwargs = dict(source="lenet_bn", num_classes=3, freeze="freeze_unfreeze", unfreeze_epoch=1, lr=1e-2,
                   backbone_lr_ratio=0.1, schedule="cosine", warmup_epochs=1)  # fmt: skip
     rates = _LearningRates()
     _fit(FineTuner(**kwargs), dm, 4, callbacks=[rates], root=tmp_path / "ckpt")
@@ -262,7 +262,7 @@ def test_compare_with_scratch_reports_every_arm_over_seeds(tmp_path, fmnist, cap
 
 
 def test_the_default_budget_is_counted_in_steps(tmp_path, fmnist):
-    from zoo.finetune import DEFAULT_STEPS, default_epochs
+    from zoo.finetuning import DEFAULT_STEPS, default_epochs
 
     # The steps the training loader really gives: it drops a last partial batch, so 100 images in
     # batches of 32 are 3 steps an epoch, not 4 (the budget was 225 steps, not 300).
@@ -389,7 +389,7 @@ def test_finetune_ddp_on_two_cpu_processes(tmp_path, fmnist, capsys):
 
 
 def test_the_split_class_task_keeps_its_source_off_the_target_classes(tmp_path, fmnist):
-    """scripts/make_transfer_folders.py, which builds the README's split-class data set: a lenet_bn
+    """scripts/studies/make_transfer_folders.py, which builds the README's split-class data set: a lenet_bn
     source that learnt the five source classes (and only those), and disjoint folders of the other five."""
     import json
     from pathlib import Path
@@ -397,7 +397,7 @@ def test_the_split_class_task_keeps_its_source_off_the_target_classes(tmp_path, 
     from conftest import run_script
     from zoo.data.augment import BatchTransform
 
-    script = Path(__file__).resolve().parents[1] / "scripts" / "make_transfer_folders.py"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "studies" / "make_transfer_folders.py"
     root = tmp_path / "split"
     ran = run_script(script, root, "--per-class", 2, "--val-per-class", 3, "--source-epochs", 1, "--source-augment", "standard")
     assert ran.returncode == 0, ran.stderr[-3000:]

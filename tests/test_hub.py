@@ -16,7 +16,8 @@ from PIL import Image
 
 import zoo
 from zoo.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, sha256_file
-from zoo.hub import BUNDLED_DIR, WeightsNotFoundError, read_manifest
+from zoo.manifest import BUNDLED_DIR, read_manifest
+from zoo.pretrained import WeightsNotFoundError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -294,7 +295,7 @@ def test_hub_download_path_reads_the_hf_cache_offline(tmp_path):
     folder = zoo.save_checkpoint(_trained_like("googlenet"), tmp_path / "googlenet")
     commit = "0123456789abcdef0123456789abcdef01234567"
     _fill_hf_cache(tmp_path / "hf" / "hub", "d2l-zoo/googlenet", folder, commit)
-    from zoo.hub import manifest_entry, write_manifest
+    from zoo.manifest import manifest_entry, write_manifest
 
     manifest = tmp_path / "checkpoints.json"
     write_manifest([manifest_entry(folder, revision=commit)], [manifest])

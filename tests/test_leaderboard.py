@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from conftest import run_script
-from zoo.hub import BUNDLED_DIR
+from zoo.manifest import BUNDLED_DIR
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reproduce_leaderboard.py"
 

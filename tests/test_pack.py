@@ -9,7 +9,7 @@ import torch
 
 import zoo
 from conftest import Ran, run_script
-from zoo.hub import BUNDLED_DIR
+from zoo.manifest import BUNDLED_DIR
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pack_weights.py"
 

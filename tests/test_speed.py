@@ -1,11 +1,10 @@
 """The speed switches of a recipe (static shapes, fused optimizer, torch.compile), the speedrun
 preset and the benchmark's MFU, on real Fashion-MNIST with a real Trainer. Their speed is measured
-by scripts/benchmark.py and scripts/gpu_speed.sh; here: that they change nothing they should not."""
+by scripts/benchmarks/benchmark.py and scripts/benchmarks/gpu_speed.sh; here: that they change nothing they should not."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -106,11 +105,8 @@ def test_speedrun_preset_and_its_errors(tmp_path, capsys):
 
 
 def test_benchmark_counts_flops_and_reports_mfu(tmp_path):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import benchmark
-    finally:
-        sys.path.pop(0)
+    from zoo import bench as benchmark
+
     # softmax regression: one 784 -> 10 matmul forward (2 x 784 x 10 FLOPs an image) and one for the
     # weights' gradient; the input needs no gradient.
     model = zoo.create_model("softmax")
@@ -119,7 +115,7 @@ def test_benchmark_counts_flops_and_reports_mfu(tmp_path):
     assert benchmark.peak_flops("NVIDIA H200", "32-true") == 494.5e12
     assert benchmark.peak_flops("cpu (x86_64, 2 cores)", "32-true") is None
     out = tmp_path / "bench.json"
-    proc = run_script(ROOT / "scripts" / "benchmark.py", "--model", "lenet", "--device", "cpu", "--only", "train", "--train-steps", "5",
+    proc = run_script(ROOT / "scripts" / "benchmarks" / "benchmark.py", "--model", "lenet", "--device", "cpu", "--only", "train", "--train-steps", "5",
                       "--warmup", "2", "--repeats", "1", "--static-shapes", "--fused", "--peak-tflops", "1", "--json", out)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(out.read_text())

@@ -159,7 +159,7 @@ def test_lr_schedules_warm_up_then_anneal(tmp_path, schedule):
 
 
 def test_ema_weights_are_the_final_weights(tmp_path):
-    from zoo.train import EMA
+    from zoo.callbacks import EMA
 
     seen = {}
 

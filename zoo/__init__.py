@@ -5,18 +5,19 @@
     ['resnet18']
     >>> net = zoo.create_model("lenet")          # fresh weights
     >>> net = zoo.load("lenet")                  # trained weights, eval mode, .preprocess, .label_names
+    >>> zoo.finetune("lenet_bn", "my_images/")   # the measured fine-tuning recipe (zoo.FinetuneRecipe)
 """
 
 from .registry import ModelSpec, get_spec, list_models, register_model
-from .recipe import Recipe
+from .recipe import FinetuneRecipe, Recipe
 from .base import ImageModel
 from .classifier import ImageClassifier
 from .data import FashionMNISTDataModule, SyntheticRegressionDataModule
 from .data.preprocess import PhotoSteps, Preprocess
 from .checkpoint import CheckpointError, save_checkpoint
-from .hub import WeightsInfo, WeightsNotFoundError, get_weights, load
+from .pretrained import WeightsInfo, WeightsNotFoundError, get_weights, load
 from .factory import create_model
-from .finetune import FineTuner
+from .finetuning import FineTuner, compare_with_scratch, finetune
 from .features import FeatureExtractor
 from . import models  # noqa: F401  (registers every model)
 
@@ -33,6 +34,9 @@ __all__ = [
     "PhotoSteps",
     "FeatureExtractor",
     "FineTuner",
+    "FinetuneRecipe",
+    "finetune",
+    "compare_with_scratch",
     "ImageModel",
     "ImageClassifier",
     "FashionMNISTDataModule",

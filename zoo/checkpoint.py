@@ -6,6 +6,7 @@ A checkpoint folder is what goes to the Hugging Face Hub:
     config.json         registry name + constructor arguments (enough to rebuild the model), input
                         size, normalisation, label names, metrics, recipe, sha256 of the weights
     README.md           the model card (YAML front matter with model-index) and a usage snippet
+                        (written by :mod:`zoo.card`)
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ import torch
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import load_file, save_file
 
+from .card import model_card
 from .data.preprocess import PhotoSteps
 from .registry import build_model, get_spec
 
 __all__ = ["CheckpointError", "WEIGHTS_NAME", "CONFIG_NAME", "CARD_NAME", "save_checkpoint", "load_checkpoint",
-           "load_weights", "load_strict", "model_card", "sha256_file"]  # fmt: skip
+           "load_weights", "load_strict", "sha256_file"]  # fmt: skip
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -129,103 +131,6 @@ def _swap_in(tmp: Path, folder: Path, attempts: int = 20) -> None:
             if aside is not None:
                 shutil.rmtree(aside, ignore_errors=True)
     raise CheckpointError(f"could not replace {folder}: other saves kept writing it")
-
-
-_CARD = """
-# d2l-zoo `{{ name }}`
-
-{{ description }} From chapter {{ chapter }} of *Dive into Deep Learning* (https://d2l.ai), trained on
-Fashion-MNIST with d2l-zoo.
-
-| | |
-|---|---|
-| parameters | {{ params }} |
-| input | {{ in_chans }} x {{ input_size }} x {{ input_size }}, normalised with mean {{ mean }}, std {{ std }} |
-| Fashion-MNIST test {{ metric_name }} | {{ test_acc }} |
-| validation {{ metric_name }} | {{ val_acc }} |
-| recipe | `{{ recipe }}` |
-
-{{ measured }}
-
-```python
-import torch, zoo
-net = zoo.load("{{ name }}")          # eval mode, weights checked against their sha256
-x = net.preprocess(pil_image)         # any size, gray or colour -> normalised batch
-{{ usage }}
-```
-"""
-
-# Per Hub pipeline tag: what the card's snippet does with the preprocessed batch ``x``.
-_USAGE = {
-    "image-classification": """with torch.no_grad():
-    probs = net(x).softmax(-1)
-print(net.label_names[int(probs.argmax())], float(probs.max()))""",
-    "object-detection": """(found,) = net.detect(x)             # boxes (x0, y0, x1, y1) as fractions of the image's sides
-for box, score, label in zip(found["boxes"], found["scores"], found["labels"]):
-    if score >= 0.5:
-        print(net.label_names[int(label)], round(float(score), 2), [round(float(v), 3) for v in box])""",
-    "image-segmentation": """(labels,) = net.segment(x)           # a label per pixel of the model's input, 0 = background
-for i in labels.unique().tolist():
-    print(net.label_names[i], f"{float((labels == i).float().mean()):.1%} of the pixels")""",
-}
-
-
-# Per Hub pipeline tag: the data set's name and how the test score was measured.
-_DATASET = {"image-classification": "Fashion-MNIST", "object-detection": "Fashion-MNIST scenes",
-            "image-segmentation": "Fashion-MNIST scene label maps"}
-_MEASURED = {
-    "image-classification": "Measured on the official 10,000 test images with the final weights; model selection "
-                            "only on the fixed 5,000-image validation split.",
-    "object-detection": "Measured on 2,000 test scenes made only from the official test images, with the final weights.",
-    "image-segmentation": "Mean IoU over background and the 10 classes, on the label maps of 2,000 test scenes made only "
-                          "from the official test images, with the final weights.",
-}  # fmt: skip
-_HUB_METRIC = {"acc": "accuracy", "map50": "map_50", "miou": "mean_iou"}
-
-
-def model_card(config: dict[str, Any]) -> str:
-    """The model card, through huggingface_hub's ModelCard (YAML front matter + model-index)."""
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
-    name = config["model"]
-    spec = get_spec(name)
-    cls = spec.model_class
-    task = cls.hub_task
-    key = f"test/{cls.score}"
-    metric = _HUB_METRIC.get(cls.score, cls.score)
-    test_acc = config["metrics"].get(key)
-    eval_results = None
-    if test_acc is not None:
-        eval_results = [EvalResult(task_type=task, dataset_type="fashion_mnist", dataset_name=_DATASET[task],
-                                   dataset_split="test", metric_type=metric, metric_value=float(test_acc))]  # fmt: skip
-    data = ModelCardData(
-        library_name="d2l-zoo",
-        license="apache-2.0",
-        tags=[task, "d2l", "fashion-mnist", name],
-        datasets=["fashion_mnist"],
-        pipeline_tag=task,
-        model_name=f"d2l-zoo-{name}",
-        eval_results=eval_results,
-    )
-    card = ModelCard.from_template(
-        data,
-        template_str="---\n{{ card_data }}\n---\n" + _CARD,
-        name=name,
-        description=spec.description,
-        chapter=spec.chapter,
-        params=f"{config['params']:,}",
-        in_chans=config["in_chans"],
-        input_size=config["input_size"],
-        mean=[round(m, 4) for m in config["mean"]],
-        std=[round(s, 4) for s in config["std"]],
-        test_acc=f"{test_acc:.4f}" if test_acc is not None else "not measured",
-        val_acc=f"{config['metrics'][key.replace('test', 'val')]:.4f}" if key.replace("test", "val") in config["metrics"] else "not measured",
-        metric_name=cls.score_label,
-        measured=_MEASURED[task],
-        recipe=json.dumps(config["recipe"]),
-        usage=_USAGE[task],
-    )
-    return str(card)
 
 
 # ------------------------------------------------------------------------------------------ load

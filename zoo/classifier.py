@@ -92,7 +92,7 @@ class ClassifierSteps:
 
     def on_train_epoch_end(self) -> None:
         # Logged once an epoch rather than as a metric object every step, which costs Lightning
-        # about a millisecond per step in bookkeeping (measured: scripts/benchmark.py --model lenet).
+        # about a millisecond per step in bookkeeping (measured: scripts/benchmarks/benchmark.py --model lenet).
         self.log("train/acc", self.train_acc.compute(), prog_bar=True, sync_dist=False)
         self.train_acc.reset()
 

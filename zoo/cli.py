@@ -9,12 +9,13 @@ import shlex
 import sys
 from typing import Sequence
 
-from .recipe import SCHEDULES, Recipe
+from .pretrained import SOURCES
+from .recipe import FinetuneRecipe, Recipe
 from .registry import build_model, get_spec, list_models
+from .runs import LOGGERS, PRECISIONS, quiet_libraries
 from .runtime import MissingExtraError, is_first_process
-from .train import LOGGERS, PRECISIONS
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser", "positive_int"]
 
 
 def _devices(value: str) -> int | str | list[int]:
@@ -54,24 +55,26 @@ def _import_extra(module: str, extra: str):
         raise MissingExtraError(f"zoo {extra} needs the {extra} extra: pip install 'd2l-zoo[{extra}]' ({err})") from None
 
 
-def _positive_int(value: str) -> int:
+def positive_int(value: str) -> int:
+    """An argparse type: an integer of at least 1, or one line saying so."""
     number = int(value)
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return number
 
 
-def _add_recipe_flags(group: argparse._ArgumentGroup) -> None:
-    """One flag per Recipe field (``--weight-decay``, ``--ema``, ``--nesterov/--no-nesterov``...),
+def _add_recipe_flags(group: argparse._ArgumentGroup, recipe: type, *, show_defaults: bool = False) -> None:
+    """One flag per field of a recipe dataclass (``--weight-decay``, ``--ema``, ``--nesterov/--no-nesterov``...),
     made from the dataclass itself, so every field is reachable and none is copied by hand. Unset
-    flags are None: the model's recipe keeps its value."""
-    for f in dataclasses.fields(Recipe):
+    flags are None: the recipe keeps its value."""
+    for f in dataclasses.fields(recipe):
         flag, meta = "--" + f.name.replace("_", "-"), f.metadata
+        default = f" (default {f.default})" if show_defaults and f.default is not None else ""
         if meta["kind"] is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=meta["help"])
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=meta["help"] + default)
         else:
-            kind = _positive_int if meta["kind"] is int else meta["kind"]
-            group.add_argument(flag, type=kind, choices=meta["choices"], default=None, help=meta["help"])
+            kind = positive_int if meta["kind"] is int else meta["kind"]
+            group.add_argument(flag, type=kind, choices=meta["choices"], default=None, help=meta["help"] + default)
 
 
 def _add_photo_flags(group: argparse._ArgumentGroup) -> None:
@@ -97,91 +100,80 @@ def _apply_photo_flags(model, args: argparse.Namespace) -> None:
         model.preprocess = model.preprocess.without(*names)
 
 
-def _recipe_overrides(args: argparse.Namespace) -> dict:
-    return {name: getattr(args, name) for name in Recipe.field_names() if getattr(args, name) is not None}
+def _given(args: argparse.Namespace, recipe: type) -> dict:
+    """The recipe fields the command line sets (the others keep the recipe's values)."""
+    return {name: getattr(args, name) for name in recipe.field_names() if getattr(args, name) is not None}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zoo", description="The networks of Dive into Deep Learning, trained on Fashion-MNIST.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--verbose", action="store_true", help="show Lightning's banners and library warnings")
-    loading = argparse.ArgumentParser(add_help=False)  # the commands that load trained weights
-    loading.add_argument("--trust-unverified", action="store_true", help="load a folder whose config.json records no sha256")
-    photo = argparse.ArgumentParser(add_help=False)  # the commands that read image files
-    _add_photo_flags(photo.add_argument_group("photo steps (default: as the model's config.json records them)"))
+def _add_logger_flag(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--logger", choices=LOGGERS, default="csv", help="csv: logs/version_<k>/metrics.csv (default); "
+                       "tensorboard: that and TensorBoard's files in tensorboard/ (the tensorboard extra)")  # fmt: skip
 
-    p_list = sub.add_parser("list", parents=[common], help="list the registered models")
-    p_list.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'res*'")
-    p_list.add_argument("--pretrained", action="store_true", help="which models have trained weights, where, and their score")
 
+def _add_list(sub, common) -> None:
+    p = sub.add_parser("list", parents=[common], help="list the registered models")
+    p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'res*'")
+    p.add_argument("--pretrained", action="store_true", help="which models have trained weights, where, and their score")
+
+
+def _add_train(sub, common) -> None:
     p = sub.add_parser("train", parents=[common], help="train a model on Fashion-MNIST with its recipe, then test it")
     p.add_argument("model", help="registered model name (see `zoo list`)")
     p.add_argument("--recipe", metavar="PRESET", help="start from a named recipe of the model instead of its default "
                    "(resnet18: speedrun); the flags below still change it")  # fmt: skip
-    _add_recipe_flags(p.add_argument_group("recipe overrides (default: the model's recipe, see `zoo list`)"))
+    _add_recipe_flags(p.add_argument_group("recipe overrides (default: the model's recipe, see `zoo list`)"), Recipe)
     h = p.add_argument_group("hardware")
     h.add_argument("--accelerator", default="auto", help="cpu, gpu, auto (default)")
     h.add_argument("--devices", type=_devices, default="auto", help="'auto', a count, or ids like 0,1")
     h.add_argument("--strategy", default="auto", help="auto, ddp, ...")
-    h.add_argument("--num-nodes", type=_positive_int, default=1)
+    h.add_argument("--num-nodes", type=positive_int, default=1)
     h.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (0: batches are index lookups)")
     r = p.add_argument_group("run")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--data-dir", help="folder with the four Fashion-MNIST .gz files")
     r.add_argument("--download", action="store_true", help="download Fashion-MNIST if no local copy exists")
-    r.add_argument("--train-limit", type=_positive_int, help="train on the first N training images only")
-    r.add_argument("--eval-limit", type=_positive_int, help="validate and test on the first N images only")
+    r.add_argument("--train-limit", type=positive_int, help="train on the first N training images only")
+    r.add_argument("--eval-limit", type=positive_int, help="validate and test on the first N images only")
     r.add_argument("--max-steps", type=int, default=-1, help="stop after N optimisation steps")
     r.add_argument("--out", help="run folder root (default: runs/MODEL)")
     r.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                    help="continue from the newest last.ckpt of the run folder, or from CKPT")  # fmt: skip
     r.add_argument("--no-test", action="store_true", help="skip the final test-set evaluation")
     r.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
-    r.add_argument("--logger", choices=LOGGERS, default="csv", help="csv: logs/version_<k>/metrics.csv (default); "
-                   "tensorboard: that and TensorBoard's files in tensorboard/ (the tensorboard extra)")  # fmt: skip
+    _add_logger_flag(r)
 
-    p_eval = sub.add_parser("eval", parents=[common, loading, photo], help="evaluate trained weights on Fashion-MNIST's test (or validation) set")
-    p_eval.add_argument("model", help="a model name (see `zoo.load`) or a checkpoint folder")
-    p_eval.add_argument("--split", choices=("test", "val"), default="test")
-    p_eval.add_argument("--source", choices=("bundled", "store", "cache", "hub"), help="where to take a named model's weights from")
-    p_eval.add_argument("--data-dir", help="folder with the four Fashion-MNIST .gz files")
-    p_eval.add_argument("--eval-limit", type=_positive_int, help="the first N images only")
-    p_eval.add_argument("--accelerator", default="auto")
-    p_eval.add_argument("--data", help="score on your image folder DATA/<class>/<images> instead (class folders named like the labels)")
-    p_eval.add_argument("--out", help="with --data: folder for eval.json and confusion.png (default: ./eval-<model>)")
-    p_eval.add_argument("--batch-size", type=_positive_int, default=64)
-    p_eval.add_argument("--device", default="cpu", help="with --data: cpu, cuda, ...")
 
-    p_ft = sub.add_parser("finetune", parents=[common], help="fine-tune a pretrained network on your image folder (root/<class>/*)")
-    p_ft.add_argument("--source", default="lenet", help="zoo model name, checkpoint folder, or timm:<name> (default lenet)")
-    p_ft.add_argument("--data", help="image folder: root/<class>/* or root/train|val/<class>/* (required unless --resume)")
-    f = p_ft.add_argument_group("recipe (recorded in the run: --resume keeps it, only --epochs may change)")
-    f.add_argument("--epochs", type=_positive_int, help="default: about 300 optimisation steps (5 to 300 epochs), said when chosen")
-    f.add_argument("--lr", type=float, default=1e-2, help="learning rate of the new head")
-    f.add_argument("--backbone-lr-ratio", type=float, default=1.0, help="copied layers learn at lr x this (default 1; the book's 0.1 lost with a cosine schedule)")
-    f.add_argument("--freeze", choices=("no_freeze", "freeze", "freeze_unfreeze"), default="no_freeze",
-                   help="what trains: everything (the book's, default), the head only, or the head until --unfreeze-epoch")  # fmt: skip
-    f.add_argument("--unfreeze-epoch", type=int, default=1)
-    f.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    f.add_argument("--schedule", choices=SCHEDULES, default="cosine", help="learning rate over the run's steps (default cosine)")
-    f.add_argument("--warmup-epochs", type=float, help="linear warm-up before the schedule (default: 5 %% of the epochs)")
-    f.add_argument("--l2sp", type=float, default=0.0, help="decay the copied weights towards their pretrained values (L2-SP); 0: off")
-    f.add_argument("--batch-size", type=_positive_int, default=32)
-    f.add_argument("--val-fraction", type=float, default=0.2)
-    f.add_argument("--no-hflip", action="store_true", help="no horizontal flips (digits, text)")
-    f.add_argument("--no-augment", action="store_true")
-    f.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping them")
+def _add_eval(sub, common, loading, photo) -> None:
+    p = sub.add_parser("eval", parents=[common, loading, photo], help="evaluate trained weights on Fashion-MNIST's test (or validation) set")
+    p.add_argument("model", help="a model name (see `zoo.load`) or a checkpoint folder")
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--source", choices=SOURCES, help="where to take a named model's weights from")
+    p.add_argument("--data-dir", help="folder with the four Fashion-MNIST .gz files")
+    p.add_argument("--eval-limit", type=positive_int, help="the first N images only")
+    p.add_argument("--accelerator", default="auto")
+    p.add_argument("--data", help="score on your image folder DATA/<class>/<images> instead (class folders named like the labels)")
+    p.add_argument("--out", help="with --data: folder for eval.json and confusion.png (default: ./eval-<model>)")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--device", default="cpu", help="with --data: cpu, cuda, ...")
+
+
+def _add_finetune(sub, common) -> None:
+    p = sub.add_parser("finetune", parents=[common], help="fine-tune a pretrained network on your image folder (root/<class>/*)")
+    p.add_argument("--source", help="zoo model name, checkpoint folder, or timm:<name> (default lenet)")
+    p.add_argument("--data", help="image folder: root/<class>/* or root/train|val/<class>/* (required unless --resume)")
+    f = p.add_argument_group("recipe (recorded in the run: --resume keeps it, only --epochs may change)")
+    _add_recipe_flags(f, FinetuneRecipe, show_defaults=True)
+    f.add_argument("--strict", action="store_true", default=None, help="fail on unreadable images instead of skipping them")
     f.add_argument("--in-chans", type=int, choices=(1, 3), help="adapt the source to 1 or 3 input channels")
-    f.add_argument("--input-size", type=_positive_int, help="timm sources: image side (default: timm's)")
+    f.add_argument("--input-size", type=positive_int, help="timm sources: image side (default: timm's)")
     f.add_argument("--timm-weights", help="timm sources: a local weights file (offline machines)")
-    f.add_argument("--seed", type=int, default=0)
-    h = p_ft.add_argument_group("hardware (as zoo train)")
+    f.add_argument("--seed", type=int, help="seed of the split, the new head and the augmentation (default 0)")
+    h = p.add_argument_group("hardware (as zoo train)")
     h.add_argument("--accelerator", default="auto", help="cpu, gpu, auto (default)")
     h.add_argument("--devices", type=_devices, default=1, help="a count or ids like 0,1 (default 1)")
     h.add_argument("--strategy", default="auto", help="Lightning's: auto, ddp, ... (what trains is --freeze)")
     h.add_argument("--precision", choices=PRECISIONS, default="32-true", help="Lightning precision (default 32-true)")
-    r = p_ft.add_argument_group("run")
+    r = p.add_argument_group("run")
     r.add_argument("--compare-scratch", action="store_true",
                    help="also train the zoo's small classifiers and the source's network from scratch, each at its own "
                         "registered learning rate, with the same data and budget; report the best")  # fmt: skip
@@ -190,61 +182,91 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="runs/finetune", help="run folder root: each run is OUT/version_<n> (default runs/finetune)")
     r.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                    help="continue the newest run under --out from its last checkpoint, or from CKPT")  # fmt: skip
-    r.add_argument("--logger", choices=LOGGERS, default="csv", help="csv: logs/version_<k>/metrics.csv (default); "
-                   "tensorboard: that and TensorBoard's files in tensorboard/ (the tensorboard extra)")  # fmt: skip
+    _add_logger_flag(r)
     r.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
 
-    p_pred = sub.add_parser("predict", parents=[common, loading, photo], help="classify image files, draw a detector's boxes on them, or write a segmenter's mask")
-    p_pred.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="MODEL (a zoo name or checkpoint folder; or use --model) then image files, folders (searched "
-                             "recursively) or globs such as 'photos/**/*.jpg'")  # fmt: skip
-    p_pred.add_argument("--model", help="zoo model name or checkpoint folder (instead of the first argument)")
-    p_pred.add_argument("--top-k", type=_positive_int, default=3)
-    p_pred.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass")
-    p_pred.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    p_pred.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    p_pred.add_argument("--output", help="write the predictions here instead of to the console")
-    p_pred.add_argument("--force", action="store_true", help="replace an existing --output file")
-    p_pred.add_argument("--min-score", type=float, default=0.5, help="detectors: keep detections scoring at least this")
-    p_pred.add_argument("--out-dir", help="detectors and segmenters: where to write <image>.pred.png / <image>.mask.png "
-                        "(default: beside the image)")  # fmt: skip
 
-    p_exp = sub.add_parser("export", parents=[common, loading], help="export a trained classifier to ONNX, TorchScript or torch.export (.pt2)")
-    p_exp.add_argument("model", help="a model name (see `zoo.load`) or a checkpoint folder")
-    p_exp.add_argument("--format", choices=("onnx", "torchscript", "pt2"), default="onnx")
-    p_exp.add_argument("--out", help="output file (default: <model><suffix> in the working directory)")
-    p_exp.add_argument("--force", action="store_true", help="overwrite an existing output file")
+def _add_predict(sub, common, loading, photo) -> None:
+    p = sub.add_parser("predict", parents=[common, loading, photo], help="classify image files, draw a detector's boxes on them, or write a segmenter's mask")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="MODEL (a zoo name or checkpoint folder; or use --model) then image files, folders (searched "
+                        "recursively) or globs such as 'photos/**/*.jpg'")  # fmt: skip
+    p.add_argument("--model", help="zoo model name or checkpoint folder (instead of the first argument)")
+    p.add_argument("--top-k", type=positive_int, default=3)
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--output", help="write the predictions here instead of to the console")
+    p.add_argument("--force", action="store_true", help="replace an existing --output file")
+    p.add_argument("--min-score", type=float, default=0.5, help="detectors: keep detections scoring at least this")
+    p.add_argument("--out-dir", help="detectors and segmenters: where to write <image>.pred.png / <image>.mask.png "
+                   "(default: beside the image)")  # fmt: skip
 
-    p_srv = sub.add_parser("serve", parents=[common, loading, photo], help="serve a trained model over HTTP (LitServe; the serve extra)")
-    p_srv.add_argument("model", help="a model name (see `zoo.load`) or a checkpoint folder")
-    p_srv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    p_srv.add_argument("--port", type=_port, default=8000)
-    p_srv.add_argument("--device", default="cpu", help="cpu or cuda")
-    p_srv.add_argument("--max-batch-size", type=_positive_int, default=16, help="requests batched into one forward pass")
-    p_srv.add_argument("--batch-timeout", type=float, default=0.01, help="seconds to wait for a batch to fill")
-    p_srv.add_argument("--workers", type=_positive_int, default=1, help="model workers (processes) on the device")
-    p_srv.add_argument("--top-k", type=_positive_int, default=5, help="classes returned unless a request asks for top_k")
-    p_srv.add_argument("--min-score", type=float, default=0.5, help="detectors: lowest score returned unless a request asks")
-    p_srv.add_argument("--max-upload-mb", type=float, default=None, help="largest request body in MiB (default 10); larger gets 413")
 
-    p_demo = sub.add_parser("demo", parents=[common, photo], help="try the models in a web page (Gradio; the demo extra)")
-    p_demo.add_argument("--host", default="127.0.0.1")
-    p_demo.add_argument("--port", type=_port, default=7860)
-    p_demo.add_argument("--model", help="the model selected first (default: lenet_bn)")
+def _add_export(sub, common, loading) -> None:
+    p = sub.add_parser("export", parents=[common, loading], help="export a trained classifier to ONNX, TorchScript or torch.export (.pt2)")
+    p.add_argument("model", help="a model name (see `zoo.load`) or a checkpoint folder")
+    p.add_argument("--format", choices=("onnx", "torchscript", "pt2"), default="onnx")
+    p.add_argument("--out", help="output file (default: <model><suffix> in the working directory)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
 
-    p_push = sub.add_parser("push", parents=[common], help="publish a checkpoint folder to the Hugging Face Hub")
-    p_push.add_argument("target", help="a model name (its bundled or locally trained folder) or a checkpoint folder")
-    p_push.add_argument("--repo-id", help="Hub repo (default: d2l-zoo/<model>)")
-    p_push.add_argument("--dry-run", action="store_true", help="print what would be uploaded, upload nothing")
-    p_push.add_argument("--private", action="store_true")
-    p_push.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved login)")
-    p_push.add_argument("--no-manifest", action="store_true", help="do not pin the new revision in checkpoints.json")
+
+def _add_serve(sub, common, loading, photo) -> None:
+    p = sub.add_parser("serve", parents=[common, loading, photo], help="serve a trained model over HTTP (LitServe; the serve extra)")
+    p.add_argument("model", help="a model name (see `zoo.load`) or a checkpoint folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=_port, default=8000)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--max-batch-size", type=positive_int, default=16, help="requests batched into one forward pass")
+    p.add_argument("--batch-timeout", type=float, default=0.01, help="seconds to wait for a batch to fill")
+    p.add_argument("--workers", type=positive_int, default=1, help="model workers (processes) on the device")
+    p.add_argument("--top-k", type=positive_int, default=5, help="classes returned unless a request asks for top_k")
+    p.add_argument("--min-score", type=float, default=0.5, help="detectors: lowest score returned unless a request asks")
+    p.add_argument("--max-upload-mb", type=float, default=None, help="largest request body in MiB (default 10); larger gets 413")
+
+
+def _add_demo(sub, common, photo) -> None:
+    p = sub.add_parser("demo", parents=[common, photo], help="try the models in a web page (Gradio; the demo extra)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=_port, default=7860)
+    p.add_argument("--model", help="the model selected first (default: lenet_bn)")
+
+
+def _add_push(sub, common) -> None:
+    p = sub.add_parser("push", parents=[common], help="publish a checkpoint folder to the Hugging Face Hub")
+    p.add_argument("target", help="a model name (its bundled or locally trained folder) or a checkpoint folder")
+    p.add_argument("--repo-id", help="Hub repo (default: d2l-zoo/<model>)")
+    p.add_argument("--dry-run", action="store_true", help="print what would be uploaded, upload nothing")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved login)")
+    p.add_argument("--no-manifest", action="store_true", help="do not pin the new revision in checkpoints.json")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``zoo`` command's parser: one sub-parser per command, each built by its ``_add_<command>``."""
+    parser = argparse.ArgumentParser(prog="zoo", description="The networks of Dive into Deep Learning, trained on Fashion-MNIST.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", help="show Lightning's banners and library warnings")
+    loading = argparse.ArgumentParser(add_help=False)  # the commands that load trained weights
+    loading.add_argument("--trust-unverified", action="store_true", help="load a folder whose config.json records no sha256")
+    photo = argparse.ArgumentParser(add_help=False)  # the commands that read image files
+    _add_photo_flags(photo.add_argument_group("photo steps (default: as the model's config.json records them)"))
+    _add_list(sub, common)
+    _add_train(sub, common)
+    _add_eval(sub, common, loading, photo)
+    _add_finetune(sub, common)
+    _add_predict(sub, common, loading, photo)
+    _add_export(sub, common, loading)
+    _add_serve(sub, common, loading, photo)
+    _add_demo(sub, common, photo)
+    _add_push(sub, common)
     return parser
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     serve = _import_extra("zoo.serve", "serve")
-    from .hub import load
+    from .pretrained import load
 
     if args.max_upload_mb is not None and args.max_upload_mb <= 0:
         raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
@@ -269,7 +291,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .hub import load
+    from .pretrained import load
     from .train import evaluate
 
     model = load(args.model, source=args.source, trust_unverified=args.trust_unverified)
@@ -315,55 +337,60 @@ def _eval_folder(model, args: argparse.Namespace) -> int:
     return 1 if skipped else 0
 
 
-#: zoo finetune's recipe flags (argparse dests): recorded in the run, fixed once it has started.
-_FINETUNE_RECIPE = ("source", "data", "lr", "backbone_lr_ratio", "freeze", "unfreeze_epoch", "optimizer", "schedule", "warmup_epochs",
-                    "l2sp", "batch_size", "val_fraction", "no_hflip", "no_augment", "strict", "in_chans", "input_size", "timm_weights", "seed")  # fmt: skip
+#: zoo finetune's run settings besides the recipe: recorded in the run too, fixed once it has started.
+_FINETUNE_RUN = ("strict", "in_chans", "input_size", "timm_weights", "seed")
+
+
+def _finetune_hardware(args: argparse.Namespace) -> dict:
+    return dict(accelerator=args.accelerator, precision=args.precision, logger=args.logger, progress_bar=not args.no_progress,
+                command=shlex.join(["zoo", *args.argv]))  # fmt: skip
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from .finetune import STRATEGIES, compare_with_scratch, finetune
+    from .finetuning import compare_with_scratch, finetune
+    from .recipe import FREEZE
 
-    if args.strategy in STRATEGIES:
+    if args.strategy in FREEZE:
         raise ValueError(f"--strategy is Lightning's (auto, ddp, ...); what trains is --freeze {args.strategy}")
     if args.seeds and not args.compare_scratch:
         raise ValueError("--seeds goes with --compare-scratch (one fine-tune takes --seed)")
-    hardware = dict(accelerator=args.accelerator, devices=args.devices, strategy=args.strategy, precision=args.precision,
-                    logger=args.logger, progress_bar=not args.no_progress, command=shlex.join(["zoo", *args.argv]))  # fmt: skip
+    recipe = _given(args, FinetuneRecipe)
+    run = {d: getattr(args, d) for d in _FINETUNE_RUN if getattr(args, d) is not None}
+    hardware = {**_finetune_hardware(args), "devices": args.devices, "strategy": args.strategy}
     if args.resume:
         if args.compare_scratch:
             raise ValueError("a comparison cannot be resumed; resume one of its fine-tunes with --resume OUT/version_<n>/seed-<seed>/checkpoints/last.ckpt")
-        defaults = build_parser().parse_args(["finetune"])
-        changed = [d for d in _FINETUNE_RECIPE if d not in ("source", "data") and getattr(args, d) != getattr(defaults, d)]
+        changed = [d for d in (*recipe, *run) if d != "epochs"]
         if changed:
             flags = ", ".join("--" + d.replace("_", "-") for d in changed)
             raise ValueError(f"{flags}: a resumed run keeps its recorded recipe (only --epochs may change); start a new run to change it")
-        source = args.source if args.source != defaults.source else None
-        r = finetune(source, args.data, epochs=args.epochs, out_dir=args.out, resume=args.resume, **hardware)
+        r = finetune(args.source, args.data, epochs=args.epochs, out_dir=args.out, resume=args.resume, **hardware)
         return _report_finetune(r, args)
     if not args.data:
         raise ValueError("--data is required: the image folder to fine-tune on (root/<class>/*), unless --resume")
-    options = dict(
-        epochs=args.epochs, lr=args.lr, backbone_lr_ratio=args.backbone_lr_ratio, freeze=args.freeze,
-        unfreeze_epoch=args.unfreeze_epoch, optimizer=args.optimizer, schedule=args.schedule,
-        warmup_epochs=args.warmup_epochs, l2sp=args.l2sp, batch_size=args.batch_size,
-        val_fraction=args.val_fraction, hflip=not args.no_hflip, augment="none" if args.no_augment else "standard",
-        strict=args.strict, in_chans=args.in_chans, input_size=args.input_size, timm_weights=args.timm_weights,
-        out_dir=args.out, **hardware,
-    )  # fmt: skip
     if args.compare_scratch:
-        c = compare_with_scratch(args.source, args.data, seeds=args.seeds or [args.seed], **options)
-        n = len(c["seeds"])
-        print(f"\n{c['source']} on {len(c['classes'])} classes ({c['train_images']} training, {c['val_images']} validation images), "
-              f"{c['epochs']} epochs, batch {c['batch_size']}, seed{'s' if n > 1 else ''} {','.join(map(str, c['seeds']))}: val/acc")
-        arm = lambda a: f"{a['mean']:.4f}" + (f" ± {a['sd']:.4f}" if n > 1 else "")  # noqa: E731
-        print(f"  fine-tuned {c['source']:<22} {arm(c['finetuned'])}")
-        for name, a in c["scratch"].items():
-            print(f"  from scratch {name:<20} {arm(a)}")
-        print(f"  best from scratch: {c['best_scratch']}; fine-tuning {c['margin']:+.4f}"
-              + ("" if n > 1 else "  (one seed: use --seeds 0,1,2,3,4 before drawing a conclusion)"))  # fmt: skip
-        print(f"  written: {c['written']}; exports: {c['run_dir']}/seed-*/export")
-        return 0
-    return _report_finetune(finetune(args.source, args.data, seed=args.seed, **options), args)
+        if args.devices not in (1, "1", [0]) or args.strategy != "auto":
+            raise ValueError("a comparison runs on one device (its arms one after another); drop --devices/--strategy")
+        seeds = args.seeds or [run.pop("seed", 0)]
+        run.pop("seed", None)
+        c = compare_with_scratch(args.source or "lenet", args.data, seeds=seeds, out_dir=args.out, recipe=recipe, **run,
+                                 **_finetune_hardware(args))  # fmt: skip
+        return _report_comparison(c)
+    return _report_finetune(finetune(args.source, args.data, recipe=recipe, out_dir=args.out, **run, **hardware), args)
+
+
+def _report_comparison(c: dict) -> int:
+    n = len(c["seeds"])
+    print(f"\n{c['source']} on {len(c['classes'])} classes ({c['train_images']} training, {c['val_images']} validation images), "
+          f"{c['epochs']} epochs, batch {c['batch_size']}, seed{'s' if n > 1 else ''} {','.join(map(str, c['seeds']))}: val/acc")
+    arm = lambda a: f"{a['mean']:.4f}" + (f" ± {a['sd']:.4f}" if n > 1 else "")  # noqa: E731
+    print(f"  fine-tuned {c['source']:<22} {arm(c['finetuned'])}")
+    for name, a in c["scratch"].items():
+        print(f"  from scratch {name:<20} {arm(a)}")
+    print(f"  best from scratch: {c['best_scratch']}; fine-tuning {c['margin']:+.4f}"
+          + ("" if n > 1 else "  (one seed: use --seeds 0,1,2,3,4 before drawing a conclusion)"))  # fmt: skip
+    print(f"  written: {c['written']}; exports: {c['run_dir']}/seed-*/export")
+    return 0
 
 
 def _report_finetune(r: dict, args: argparse.Namespace) -> int:
@@ -393,7 +420,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .detection.detector import Detector
-    from .hub import load
+    from .pretrained import load
     from .predict import classify, detect, expand_inputs, format_records, segment
     from .segmentation.segmenter import Segmenter
 
@@ -429,7 +456,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import SUFFIXES, export_model
-    from .hub import load
+    from .pretrained import load
 
     model = load(args.model, trust_unverified=args.trust_unverified)
     out = export_model(model, args.out or f"{model.model_name}{SUFFIXES[args.format]}", format=args.format, overwrite=args.force)
@@ -442,7 +469,9 @@ def cmd_push(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .checkpoint import CONFIG_NAME
-    from .hub import BUNDLED_DIR, HUB_ORG, manifest_entry, push_to_hub, read_manifest, store_dir, write_manifest
+    from .manifest import BUNDLED_DIR, HUB_ORG, manifest_entry, read_manifest, write_manifest
+    from .publish import push_to_hub
+    from .runtime import store_dir
 
     folder = Path(args.target)
     if not folder.is_dir():
@@ -475,7 +504,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"no model matches {args.pattern!r}; registered: {', '.join(list_models())}", file=sys.stderr)
         return 1
     if args.pretrained:
-        from .hub import get_weights
+        from .pretrained import get_weights
 
         print(f"{'model':<10} {'weights':<8} {'test score':>17} {'size':>10}  sha256")
         for name in names:
@@ -521,7 +550,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         logger=args.logger,
         command=shlex.join(["zoo", *args.argv]),
         recipe=args.recipe,
-        **_recipe_overrides(args),
+        **_given(args, Recipe),
     )
     m = result.metrics
     if not is_first_process():
@@ -537,28 +566,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quiet_libraries() -> None:
-    """The console is for the zoo's own output: Lightning's device banners and progress notes,
-    and warnings that are about the libraries rather than the user's run, only with --verbose."""
-    import logging
-    import warnings
-
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    from .train import _QUIET
-
-    for pattern in (*_QUIET, r".*does not have many workers", r".*smaller than the logging interval", r".*TF32 behavior"):
-        warnings.filterwarnings("ignore", message=pattern)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
     if not args.verbose:
-        _quiet_libraries()
+        quiet_libraries()
     from .data import CorruptDataError, DataNotFoundError
-    from .train import TrainingDiverged
+    from .callbacks import TrainingDiverged
 
     try:
         commands = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "finetune": cmd_finetune, "predict": cmd_predict, "export": cmd_export, "push": cmd_push,

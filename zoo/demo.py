@@ -32,7 +32,7 @@ DEFAULT_MODEL = "lenet_bn"
 
 def models_with_weights() -> list[str]:
     """The registered models whose trained weights can be loaded here (bundled or trained locally)."""
-    from .hub import get_weights
+    from .pretrained import get_weights
     from .registry import list_models
 
     return [name for name in list_models() if get_weights(name).location in ("bundled", "store")]
@@ -40,7 +40,7 @@ def models_with_weights() -> list[str]:
 
 @functools.lru_cache(maxsize=4)
 def _model(name: str, steps_off: tuple[str, ...]) -> Any:
-    from .hub import load
+    from .pretrained import load
 
     model = load(name)
     model.preprocess = model.preprocess.without(*steps_off)

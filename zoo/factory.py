@@ -1,11 +1,11 @@
 """``zoo.create_model``: a registered network, fresh or pretrained. Sits above both the registry
-(fresh weights) and the hub (trained weights), so that neither has to import the other."""
+(fresh weights) and zoo.pretrained (trained weights), so that neither has to import the other."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .hub import load
+from .pretrained import load
 from .registry import build_model
 
 __all__ = ["create_model"]

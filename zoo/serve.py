@@ -76,7 +76,7 @@ class ZooAPI(ls.LitAPI):
     def setup(self, device: str) -> None:
         import torch
 
-        from .hub import load
+        from .pretrained import load
 
         torch.set_grad_enabled(False)  # serving never trains; set here, in the worker process
         self.model = load(self.model_ref, device=device, trust_unverified=self.trust_unverified)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
-from ..runtime import seeded_rng, to_device, zoo_home
+from ..runtime import batch_seed, seeded_rng, to_device, zoo_home
 from .augment import BatchTransform
 from .preprocess import per_channel
 
@@ -215,7 +215,7 @@ class TensorImages(Dataset):
         return TensorImages(self.images.to(device), self.labels.to(device), indices)
 
 
-def _keep_batch(batch: Any) -> Any:
+def keep_batch(batch: Any) -> Any:
     # __getitems__ already returns a collated batch; module-level so worker processes can pickle it.
     return batch
 
@@ -251,7 +251,7 @@ def next_augment_seed(dm: L.LightningDataModule) -> int:
     if epoch != dm._aug_epoch:
         dm._aug_epoch, dm._aug_batch = epoch, 0
     dm._aug_batch += 1
-    return hash((dm.seed, epoch, dm._aug_batch - 1, rank)) % (2**31)
+    return batch_seed(dm.seed, epoch, dm._aug_batch - 1, rank)
 
 
 #: The label of the blank images that pad an evaluation batch to full size (static shapes); the
@@ -393,7 +393,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
             sampler=sampler,
             # Training only (a sampler is given); never down to no batch at all.
             drop_last=self.static_shapes and sampler is not None and len(dataset) >= batch_size,
-            collate_fn=_keep_batch,
+            collate_fn=keep_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

@@ -120,12 +120,16 @@ class ImageFolderDataModule(L.LightningDataModule):
         # on it records the steps it was trained with (PhotoSteps in its config.json).
         self.steps = steps or PhotoSteps.plain()
         self._augmentation_steps = self._augmentation()
-        self._normalize = v2.Normalize(self.mean, self.std)  # built once: it runs on every training batch
+        self.normalize = v2.Normalize(self.mean, self.std)  # built once: it runs on every training batch
         self._decode = Preprocess(input_size=input_size, in_chans=in_chans, mean=[0.0] * in_chans, std=[1.0] * in_chans, steps=self.steps)
 
     @classmethod
-    def for_model(cls, model: Any, root: str | os.PathLike, **kwargs: Any) -> "ImageFolderDataModule":
-        """A DataModule that feeds ``model``: its input size, channels and normalisation."""
+    def for_model(cls, model: Any, root: str | os.PathLike, *, recipe: Any = None, **kwargs: Any) -> "ImageFolderDataModule":
+        """A DataModule that feeds ``model``: its input size, channels and normalisation. With a
+        :class:`~zoo.recipe.FinetuneRecipe`, its batch size, validation share and augmentation too."""
+        if recipe is not None:
+            kwargs = {"batch_size": recipe.batch_size, "val_fraction": recipe.val_fraction, "augment": recipe.augment,
+                      "hflip": recipe.hflip, **kwargs}  # fmt: skip
         return cls(root, input_size=model.input_size, in_chans=model.in_chans, mean=model.mean, std=model.std, **kwargs)
 
     @property
@@ -205,7 +209,7 @@ class ImageFolderDataModule(L.LightningDataModule):
             images, labels = [images[i] for i in train_idx], [labels[i] for i in train_idx]
         # Training images are augmented and normalised per batch (on_after_batch_transfer), from a seed.
         self.train_set = _Images(images, labels)
-        self.val_set = _Images(val_images, val_labels, self._normalize)
+        self.val_set = _Images(val_images, val_labels, self.normalize)
 
     def _split(self, labels: list[int]) -> tuple[list[int], list[int]]:
         gen = torch.Generator().manual_seed(self.seed)
@@ -244,7 +248,7 @@ class ImageFolderDataModule(L.LightningDataModule):
             augment = self._augmentation_steps
             with seeded_rng(next_augment_seed(self), images.device):
                 images = torch.stack([augment(image) for image in images])
-        return self._normalize(images), labels
+        return self.normalize(images), labels
 
     def train_dataloader(self) -> DataLoader:
         self.setup()

@@ -4,7 +4,7 @@ The item (a real test image) is dark on a bright, slightly tinted background, sm
 frame and off-centre, in a landscape or portrait photo of hundreds of pixels, JPEG-compressed, and
 optionally stored sideways with an EXIF orientation tag, as phone cameras do. They measure how
 well :class:`~zoo.data.preprocess.PhotoSteps` bring photos back to what the models learnt
-(``scripts/photo_eval.py``) and feed the tests and the demo's examples.
+(``scripts/studies/photo_eval.py``) and feed the tests and the demo's examples.
 """
 
 from __future__ import annotations

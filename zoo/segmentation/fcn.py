@@ -76,7 +76,7 @@ class FCN(Segmenter):
     def setup(self, stage: str) -> None:
         # Lightning calls setup before it restores a checkpoint: a resumed run ends with its own weights.
         if stage == "fit" and self.pretrained_backbone and not self._backbone_copied:
-            from ..hub import load
+            from ..pretrained import load
 
             trained = load(self.source, in_chans=self.in_chans)
             keep = len(self.backbone)

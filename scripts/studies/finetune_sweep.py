@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Compare fine-tuning recipes on one folder's validation split: each variant once per seed, fine-tune only.
 
-    python scripts/finetune_sweep.py digits --source lenet_bn --no-hflip --out runs/sweep
-    python scripts/finetune_sweep.py digits --source lenet_bn --no-hflip --variants default,constant_book_ratio
-    python scripts/finetune_sweep.py split-s1/target --source split-s1/source --variants default,centroid_head
+    python scripts/studies/finetune_sweep.py digits --source lenet_bn --no-hflip --out runs/sweep
+    python scripts/studies/finetune_sweep.py digits --source lenet_bn --no-hflip --variants default,constant_book_ratio
+    python scripts/studies/finetune_sweep.py split-s1/target --source split-s1/source --variants default,centroid_head
 
 Prints one line per variant: mean ± sd of the validation top-1 over the seeds, the runs, and the
 wall time. This is how the default recipe of `zoo finetune` was chosen (README, "Fine-tuning on your
@@ -27,9 +27,9 @@ from typing import Any
 import lightning as L
 import torch
 
-from zoo.cli import _quiet_libraries
+from zoo.runs import quiet_libraries
 from zoo.data.folder import ImageFolderDataModule
-from zoo.finetune import default_epochs, finetune, load_source
+from zoo.finetuning import default_epochs, finetune, load_source
 
 
 class RecipeChange(L.Callback):
@@ -51,7 +51,7 @@ class CentroidHead(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         dm, net = trainer.datamodule, pl_module.model
-        x, y = dm._normalize(torch.stack(dm.train_set.images)), torch.tensor(dm.train_set.labels)
+        x, y = dm.normalize(torch.stack(dm.train_set.images)), torch.tensor(dm.train_set.labels)
         net.eval()  # the source's BatchNorm statistics, untouched
         with torch.no_grad():
             f = net.backbone(x)
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
-    _quiet_libraries()
+    quiet_libraries()
 
     dm = ImageFolderDataModule.for_model(load_source(args.source), args.data, batch_size=args.batch_size)
     dm.setup()

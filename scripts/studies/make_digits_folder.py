@@ -2,7 +2,7 @@
 """Write a real, small, offline image data set as an image folder, for trying `zoo finetune`.
 
     pip install scikit-learn        # not a d2l-zoo dependency; it ships the data
-    python scripts/make_digits_folder.py data/digits --train-per-class 10
+    python scripts/studies/make_digits_folder.py data/digits --train-per-class 10
 
 The images are scikit-learn's copy of the UCI handwritten digits (1,797 scans of digits 0-9 by 43
 people, 8x8 pixels, 16 gray levels), written as 8-bit PNGs: root/train/<digit>/*.png with

@@ -4,8 +4,8 @@
 one set stored sideways with an EXIF orientation), scored with each model's own preprocessing
 (its recorded PhotoSteps), with none of the steps, and (first model) with each step left out.
 
-    python scripts/photo_eval.py                       # 2,000 test images, every bundled classifier
-    python scripts/photo_eval.py --models lenet_bn --limit 500
+    python scripts/studies/photo_eval.py                       # 2,000 test images, every bundled classifier
+    python scripts/studies/photo_eval.py --models lenet_bn --limit 500
 
 Writes results/photo-steps.json and prints the README's table.
 """
@@ -28,7 +28,7 @@ from zoo.data.fashion_mnist import load_fashion_mnist
 from zoo.data.photos import photo_like
 from zoo.data.preprocess import PhotoSteps
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: name -> (width, height, stored sideways with an EXIF orientation)
 VARIANTS = {"640x480": (640, 480, False), "480x640 EXIF-rotated": (480, 640, True), "1024x768": (1024, 768, False)}
 DEFAULT_MODELS = "lenet_bn,softmax,mlp,lenet,resnet18,densenet"
@@ -69,7 +69,7 @@ def main() -> None:
                 ablation[set_name] = {f.name: accuracy(model, imgs, labels, steps.without(f.name)) for f in dataclasses.fields(PhotoSteps)}
     result = {"test_images": args.limit, "variants": {k: list(v) for k, v in VARIANTS.items()}, "rows": rows,
               "ablation_model": models[0], "ablation": ablation, "seconds": round(time.perf_counter() - start, 1),
-              "command": "python scripts/photo_eval.py" + (f" --models {args.models}" if args.models != DEFAULT_MODELS else "")
+              "command": "python scripts/studies/photo_eval.py" + (f" --models {args.models}" if args.models != DEFAULT_MODELS else "")
               + (f" --limit {args.limit}" if args.limit != 2000 else "")}  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The speed measurements that need a GPU, as one command for one lent H100/H200 (about 4 minutes):
 #
-#   bash scripts/gpu_speed.sh              # on the GPU machine, with OUT set
-#   bash scripts/gpu_speed.sh --dry-run    # the same steps on the CPU, small (prove it first)
+#   bash scripts/benchmarks/gpu_speed.sh              # on the GPU machine, with OUT set
+#   bash scripts/benchmarks/gpu_speed.sh --dry-run    # the same steps on the CPU, small (prove it first)
 #
-# 1. scripts/benchmark.py on ResNet-18 at 96x96 (bf16, channels-last, static shapes, fused
+# 1. scripts/benchmarks/benchmark.py on ResNet-18 at 96x96 (bf16, channels-last, static shapes, fused
 #    optimizer): eager vs torch.compile(mode="reduce-overhead"), with MFU; alone on the GPU.
 # 2. The speedrun, `zoo train resnet18 --recipe speedrun`, timed from before its process starts
 #    to its exit (imports, data, compilation, training and the test pass all count): eager, then
@@ -13,7 +13,7 @@
 # log and metrics.json, and speedrun.tsv (one row a run). Steps that would start after DEADLINE
 # seconds (default 420) are skipped, so the call ends inside its limit.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 dry=""; [ "${1:-}" = "--dry-run" ] && dry=1
 out=${OUT:-results/gpu}
 work=$(mktemp -d)
@@ -31,7 +31,7 @@ else
 fi
 
 # 1. The step, eager vs compiled; perf_hints says when (and why) CUDA graphs are skipped.
-TORCH_LOGS=perf_hints timeout 240 python3 scripts/benchmark.py "${bench[@]}" --static-shapes --fused \
+TORCH_LOGS=perf_hints timeout 240 python3 scripts/benchmarks/benchmark.py "${bench[@]}" --static-shapes --fused \
     --compile reduce-overhead --repeats 1 --json "$work/bench.json" > "$work/bench.txt" 2>&1 \
   || echo "benchmark FAILED or timed out (bench.txt)"
 tail -20 "$work/bench.txt"

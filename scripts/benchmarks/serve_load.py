@@ -5,8 +5,8 @@ Starts the real server (a subprocess) for each model and batch size, sends a fix
 requests (real test images as PNG, multipart) from concurrent clients, and reports requests/s
 and p50/p99 latency. Every request goes to 127.0.0.1 only and the loop is bounded.
 
-    python scripts/serve_load.py                                  # lenet and resnet18, batch 1 and 16
-    python scripts/serve_load.py --models lenet --requests 200 --clients 4
+    python scripts/benchmarks/serve_load.py                                  # lenet and resnet18, batch 1 and 16
+    python scripts/benchmarks/serve_load.py --models lenet --requests 200 --clients 4
 
 Writes results/serve-load.json and prints the README's table.
 """
@@ -32,7 +32,7 @@ from PIL import Image
 
 from zoo.data.fashion_mnist import load_fashion_mnist
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -114,7 +114,7 @@ def main() -> None:
             print(f"{model} max-batch-size {batch}: {row['rps']} req/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms", flush=True)
     machine = f"{platform.machine()}, {os.cpu_count()} cores"
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows, "command": "python scripts/serve_load.py " + " ".join(sys.argv[1:])}, indent=2) + "\n")
+    Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows, "command": "python scripts/benchmarks/serve_load.py " + " ".join(sys.argv[1:])}, indent=2) + "\n")
     print(f"\n{args.requests} requests from {args.clients} concurrent clients, 28x28 PNG test images, on {machine}:\n")
     print("| model | --max-batch-size | requests/s | p50 | p99 |")
     print("|---|---:|---:|---:|---:|")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """A few-shot split-class transfer task inside Fashion-MNIST, as image folders, with its own source.
 
-    python scripts/make_transfer_folders.py data/split --per-class 10
+    python scripts/studies/make_transfer_folders.py data/split --per-class 10
     zoo finetune --source data/split/source --data data/split/target --compare-scratch --seeds 0,1,2,3,4
     zoo eval runs/finetune/version_0/seed-0/export --data data/split/test
 
@@ -24,7 +24,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
 import zoo
-from zoo.cli import _positive_int
+from zoo.cli import positive_int
 from zoo.data.augment import AUGMENT_PRESETS, BatchTransform
 from zoo.data.fashion_mnist import CLASSES, MEAN, STD, load_fashion_mnist
 
@@ -61,18 +61,18 @@ def train_source(images: torch.Tensor, labels: torch.Tensor, epochs: int, augmen
     trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_model_summary=False, accelerator="cpu")
     trainer.fit(model, train_dataloaders=loader)
     zoo.save_checkpoint(model, out, training={"classes": [CLASSES[c] for c in SOURCE], "epochs": epochs, "augment": augment,
-                                              "seed": seed, "made_by": "scripts/make_transfer_folders.py"})  # fmt: skip
+                                              "seed": seed, "made_by": "scripts/studies/make_transfer_folders.py"})  # fmt: skip
     return float(trainer.callback_metrics["train/acc"])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("root", type=Path)
-    ap.add_argument("--per-class", type=_positive_int, default=10, help="target training images per class")
-    ap.add_argument("--val-per-class", type=_positive_int, default=100)
+    ap.add_argument("--per-class", type=positive_int, default=10, help="target training images per class")
+    ap.add_argument("--val-per-class", type=positive_int, default=100)
     # 20, not the 5 of before: the fine-tune from a 5-epoch source was only level with lenet_bn from
     # scratch at 10 images a class (README, "Fine-tuning on your own images").
-    ap.add_argument("--source-epochs", type=_positive_int, default=20)
+    ap.add_argument("--source-epochs", type=positive_int, default=20)
     # "none": a source trained with the zoo's crop-and-flip transferred worse, and 40 epochs no better
     # than 20 (README, "What else was tried for the split classes").
     ap.add_argument("--source-augment", default="none", choices=AUGMENT_PRESETS, help="the source's training augmentation")

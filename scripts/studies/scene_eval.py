@@ -3,7 +3,7 @@
 black canvas and a gradient. The items, their places and boxes are the same in all three, so
 the differences are the background's alone.
 
-    python scripts/scene_eval.py --models tiny_ssd,ssd_fmnist --out results/scene-backgrounds.json
+    python scripts/studies/scene_eval.py --models tiny_ssd,ssd_fmnist --out results/scene-backgrounds.json
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def main() -> None:
     p.add_argument("--scenes", type=int, default=2_000, help="test scenes per background")
     p.add_argument("--out", type=Path, default=Path("results/scene-backgrounds.json"))
     args = p.parse_args()
-    results = {"command": shlex.join(["python", "scripts/scene_eval.py", *sys.argv[1:]]), "scenes": args.scenes, "models": {}}
+    results = {"command": shlex.join(["python", "scripts/studies/scene_eval.py", *sys.argv[1:]]), "scenes": args.scenes, "models": {}}
     for name in args.models.split(","):
         model = zoo.load(name)
         results["models"][name] = row = {bg: scores(model, bg, num_test=args.scenes) for bg in BACKGROUNDS}
