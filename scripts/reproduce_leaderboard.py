@@ -10,7 +10,7 @@ For each selected model: train with the registry recipe (exporting the checkpoin
 local store), or with --eval-only load the existing checkpoint; evaluate the final weights with the
 one shared routine (zoo.train.evaluate) on the official 10,000 test images and the validation
 split; draw its training curves and test confusion matrix (results/plots/); then write
-results/leaderboard.csv, the README table between its markers, and checkpoints.json. A model that
+results/leaderboard.csv, the tables of docs/reproducing.md and the README's model table, and checkpoints.json. A model that
 fails is reported and the others go on (exit status 1 at the end). --quick trains a few steps on
 small subsets and writes results/leaderboard-quick.csv only: it proves the pipeline, not a number.
 """
@@ -31,10 +31,11 @@ import torch
 
 import zoo
 from zoo.checkpoint import CONFIG_NAME
-from zoo.manifest import BUNDLED_DIR, portable, regenerate, write_manifest
+from zoo.manifest import BUNDLED_DIR, portable, read_manifest, regenerate, write_manifest
 from zoo.report import (
     confusion_matrix,
     leaderboard_markdown,
+    models_markdown,
     plot_confusion,
     plot_curves,
     SCENES_FIELDS,
@@ -170,8 +171,9 @@ def merge(csv_path: Path, rows: dict[str, dict], plots: Path) -> list[str]:
     return merged
 
 
-def update_readme(rows: dict[str, dict]) -> None:
-    readme = ROOT / "README.md"
+def update_tables(rows: dict[str, dict], scene_rows: dict[str, dict]) -> None:
+    """docs/reproducing.md's two tables and the README's model table."""
+    doc = ROOT / "docs" / "reproducing.md"
     order = zoo.list_models()
     ranked = [rows[n] for n in order if n in rows]
     waiting = [n for n in order if n not in rows and issubclass(zoo.get_spec(n).model_class, zoo.ImageClassifier)]
@@ -182,15 +184,13 @@ def update_readme(rows: dict[str, dict]) -> None:
         body += (f"\n\n{len(ranked)} of {len(ranked) + len(waiting)} rows measured; a row whose recipe has changed since "
                  "its run keeps its old number until a new run replaces it.")  # fmt: skip
         body += (f"\n\nBest so far, `{best}`: training curves and test confusion matrix.\n\n"
-                 f"![{best} training curves](results/plots/{best}-curves.png) "
-                 f"![{best} confusion matrix](results/plots/{best}-confusion.png)")  # fmt: skip
-    readme.write_text(replace_between_markers(readme.read_text(), "leaderboard", body))
-
-
-def update_readme_scenes(rows: dict[str, dict]) -> None:
+                 f"![{best} training curves](../results/plots/{best}-curves.png) "
+                 f"![{best} confusion matrix](../results/plots/{best}-confusion.png)")  # fmt: skip
+    text = replace_between_markers(doc.read_text(), "leaderboard", body)
+    scenes = [scene_rows[n] for n in order if n in scene_rows]
+    doc.write_text(replace_between_markers(text, "scenes", scenes_markdown(scenes)) if scenes else text)
     readme = ROOT / "README.md"
-    ranked = [rows[n] for n in zoo.list_models() if n in rows]
-    readme.write_text(replace_between_markers(readme.read_text(), "scenes", scenes_markdown(ranked)))
+    readme.write_text(replace_between_markers(readme.read_text(), "models", models_markdown(rows, scene_rows, read_manifest())))
 
 
 def update_manifest(trained: list[str]) -> None:
@@ -215,7 +215,7 @@ def main() -> int:
     p.add_argument("--scene-results", help="CSV of the detection and segmentation models (default results/leaderboard-scenes.csv, "
                    "or results/leaderboard-scenes-quick.csv with --quick)")  # fmt: skip
     p.add_argument("--plots", help="folder for the PNGs (default results/plots, or results/quick-plots)")
-    p.add_argument("--no-readme", action="store_true", help="leave README.md and checkpoints.json alone")
+    p.add_argument("--no-readme", action="store_true", help="leave the tables (README.md, docs/reproducing.md) and checkpoints.json alone")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--merge", type=Path, help="add the rows of another run's leaderboard.csv (e.g. a GPU run's) instead of running")
     args = p.parse_args()
@@ -254,12 +254,10 @@ def main() -> int:
         write_leaderboard_csv(scene_rows.values(), args.scene_results, zoo.list_models(), SCENES_FIELDS)
         print(f"wrote {args.scene_results}")
     if not args.quick and not args.no_readme:
-        update_readme(rows)
-        if scene_rows:
-            update_readme_scenes(scene_rows)
         if not args.eval_only and not args.merge:
             update_manifest(done)
-        print("updated README.md (leaderboard) and checkpoints.json")
+        update_tables(rows, scene_rows)
+        print("updated docs/reproducing.md, the README's model table and checkpoints.json")
     for name, why in failures.items():
         print(f"FAILED {name}: {why}")
     return 1 if failures else 0

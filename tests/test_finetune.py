@@ -422,3 +422,27 @@ def test_the_split_class_task_keeps_its_source_off_the_target_classes(tmp_path, 
     assert again.returncode == 1 and "is not empty; give a new folder" in again.stderr
     bad = run_script(script, tmp_path / "other", "--per-class", 0)
     assert bad.returncode == 2 and "--per-class: must be at least 1, got 0" in bad.stderr and not (tmp_path / "other").exists()
+
+
+def test_finetuner_finetune_and_the_cli_train_one_recipe_to_the_same_weights(tmp_path, fmnist):
+    """zoo.FinetuneRecipe is the one home of the defaults: the same seed and folder give the same
+    weights through `zoo finetune`, zoo.finetune(...) and zoo.FineTuner under a plain Trainer."""
+    data = make_folder(tmp_path / "data", fmnist, 48)
+    assert main(["finetune", "--source", "lenet_bn", "--data", str(data), "--epochs", "3", "--out", str(tmp_path / "cli"), "--no-progress"]) == 0
+    from_python = zoo.finetune("lenet_bn", data, epochs=3, out_dir=tmp_path / "py", progress_bar=False)
+
+    recipe = zoo.FinetuneRecipe()
+    assert (recipe.lr, recipe.backbone_lr_ratio, recipe.schedule, recipe.freeze) == (1e-2, 1.0, "cosine", "no_freeze")
+    dm = ImageFolderDataModule.for_model(zoo.load("lenet_bn"), data, recipe=recipe, seed=0)
+    dm.setup()
+    L.seed_everything(0, workers=True, verbose=False)
+    tuner = zoo.FineTuner(source="lenet_bn", num_classes=len(dm.classes), label_names=dm.classes)
+    assert tuner.finetune_recipe == recipe
+    trainer = L.Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0)  # fmt: skip
+    trainer.fit(tuner, datamodule=dm)
+    assert trainer.global_step == from_python["global_step"] > 3  # several steps: the schedule and the augmentation ran
+    cli, py = _weights(tmp_path / "cli" / "version_0"), _weights(tmp_path / "py" / "version_0")
+    for key, value in tuner.model.state_dict().items():
+        torch.testing.assert_close(cli[key], py[key], rtol=0, atol=0, msg=f"{key}: zoo finetune and zoo.finetune differ")
+        torch.testing.assert_close(value, py[key], rtol=0, atol=0, msg=f"{key}: zoo.FineTuner and zoo.finetune differ")

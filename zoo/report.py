@@ -12,7 +12,7 @@ from typing import Any, Iterable
 import torch
 
 __all__ = ["plot_curves", "confusion_matrix", "plot_confusion", "write_leaderboard_csv", "read_leaderboard_csv",
-           "leaderboard_markdown", "scenes_markdown", "replace_between_markers", "recipe_fingerprint", "LEADERBOARD_FIELDS",
+           "leaderboard_markdown", "scenes_markdown", "models_markdown", "replace_between_markers", "recipe_fingerprint", "LEADERBOARD_FIELDS",
            "SCENES_FIELDS"]  # fmt: skip
 
 LEADERBOARD_FIELDS = ["model", "input_size", "params", "epochs", "test_top1", "book_top1", "difference", "val_top1",
@@ -176,6 +176,34 @@ def scenes_markdown(rows: Iterable[dict[str, Any]]) -> str:
             f"| `{r['model']}` | {r['task']} | {int(r['params']):,} | {r['epochs']} | {r['score']} **{float(r['test_score']):.4f}** | "
             f"{r['also']} | {float(r['val_score']):.4f} | {r['hardware']} | {float(r['wall_time_s']) / 60:.1f} min | `{r['command']}` |"
         )
+    return "\n".join(lines)
+
+
+def models_markdown(rows: dict[str, dict[str, Any]], scene_rows: dict[str, dict[str, Any]], manifest: dict[str, dict[str, Any]]) -> str:
+    """The README's one model table: every registered model with its chapter, size, the book's
+    score and the zoo's, and whether weights can be loaded. The zoo's score is that of the weights
+    ``zoo.load`` gives (the manifest's, re-measured on the file) where there are such weights, else
+    the leaderboard run's."""
+    from .registry import get_spec, list_models
+
+    lines = ["| model | chapter | what it is | params | input | book | zoo | weights |",
+             "|---|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
+    for name in list_models():
+        spec, entry, row = get_spec(name), manifest.get(name, {}), rows.get(name) or scene_rows.get(name) or {}
+        score_key = f"test/{getattr(spec.model_class, 'score', '')}"
+        if entry.get("metrics", {}).get(score_key) is not None:
+            score = entry["metrics"][score_key]
+        else:
+            score = row.get("test_top1") or row.get("test_score")
+        label = "" if spec.task in ("classification", "regression") else f"{spec.model_class.score_label} "
+        params = spec.book_params or entry.get("params") or row.get("params")
+        size = f"{spec.input_size}×{spec.input_size}" if spec.input_size else "–"
+        weights = "bundled" if entry.get("bundled") else "on the Hub" if entry.get("revision") else "none yet: train it"
+        if spec.task == "regression":
+            weights = "trains in seconds"
+        lines.append(f"| `{name}` | {spec.chapter} | {spec.description.rstrip('.')} | {int(params):,} | {size} | "
+                     f"{f'{spec.book_top1:.3f}' if spec.book_top1 else '–'} | "
+                     f"{f'{label}**{float(score):.4f}**' if score else '–'} | {weights} |")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -82,10 +82,8 @@ class GoogLeNet(ImageClassifier):
         init_cnn(self)
 
 
-# The book: 10 epochs of plain SGD at lr 0.1. The shared GPU recipe (SGD + Nesterov momentum 0.9 at
-# lr 0.05) never left chance on an H200: without batch normalisation the deep stack sits on a flat
-# loss at first, and neither it nor SGD at lr 0.01 moved in scripts/check_recipes.py's 60 steps.
-# AdamW's per-weight steps leave that plateau (the check: loss 2.31 -> 1.84, val 0.34).
+# AdamW: without batch normalisation the stack starts on a flat loss that SGD does not leave
+# (docs/studies/recipes.md).
 @register_model(chapter="8.4", recipe=GPU_RECIPE.replace(optimizer="adamw", lr=1e-3, weight_decay=0.05, nesterov=False),
                 book_params=5_977_530, book_top1=0.888)  # fmt: skip
 def googlenet(**kwargs: Any) -> GoogLeNet:

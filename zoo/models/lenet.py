@@ -52,9 +52,7 @@ def _no_norm(_: int) -> nn.Module:
 
 @register_model(
     chapter="7.6",
-    # The book: SGD with lr 0.9 (sigmoids learn slowly), 10 epochs (0.776). AdamW, one warm-up epoch
-    # then cosine: 0.900 on the validation split at 30 epochs, 0.9102 at 60 (with crop/flip
-    # augmentation at 30: 0.897).
+    # AdamW, warm-up then cosine, 60 epochs: sigmoids learn slowly (docs/studies/recipes.md).
     recipe=Recipe(optimizer="adamw", lr=5e-3, weight_decay=0.05, schedule="cosine", warmup_epochs=1,
                   batch_size=256, epochs=60),  # fmt: skip
     book_params=61_706,
@@ -67,8 +65,7 @@ def lenet(**kwargs: Any) -> LeNet:
 
 @register_model(
     chapter="8.5",
-    # The book: SGD lr 0.1, 10 epochs (0.880). AdamW with crop/flip augmentation, 50 epochs: 0.9182 on
-    # the validation split (30 epochs: 0.9114; SGD with momentum: 0.9068; strong augmentation: 0.9086).
+    # AdamW with crop/flip, 50 epochs: the best on the validation split (docs/studies/recipes.md).
     recipe=Recipe(optimizer="adamw", lr=0.01, weight_decay=0.05, schedule="cosine", warmup_epochs=1,
                   augment="standard", batch_size=256, epochs=50),  # fmt: skip
     book_params=44_878,

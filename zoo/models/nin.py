@@ -59,12 +59,8 @@ class NiN(ImageClassifier):
         return F.adaptive_avg_pool2d(x, 1).flatten(1) if pre_logits else self.head(x)
 
 
-# The book: 10 epochs of plain SGD at lr 0.1. The shared GPU recipe (SGD + Nesterov momentum 0.9 at
-# lr 0.05) plateaued at 0.48 on an H200: the class scores pass through a ReLU, and a class whose
-# channel dies is never predicted again. Like GoogLeNet it has no batch normalisation and starts on a
-# flat loss; AdamW leaves it (scripts/check_recipes.py, 60 steps: loss 2.31 -> 1.96, val 0.34).
-# 20 epochs of it gave 0.8371 on an H200, still underfitting (training accuracy 0.847 in the last
-# epoch, the validation score still rising), hence 40; lr 2e-3 learned less in the check (2.31 -> 2.14).
+# AdamW, as GoogLeNet: no batch normalisation, a flat loss at first, and class scores behind a ReLU
+# that SGD's large early steps kill; 40 epochs because 20 underfit (docs/studies/recipes.md).
 @register_model(chapter="8.3", recipe=GPU_RECIPE.replace(optimizer="adamw", lr=1e-3, weight_decay=0.05, nesterov=False, warmup_epochs=2, epochs=40),
                 book_params=1_992_166, book_top1=0.865)  # fmt: skip
 def nin(**kwargs: Any) -> NiN:

@@ -72,17 +72,14 @@ class ResNet(ImageClassifier):
         init_cnn(self)
 
 
-# The book: 10 epochs of SGD at lr 0.05. Stronger regularisation and longer training than the
-# shared GPU recipe, as for DenseNet.
-#: `zoo train resnet18 --recipe speedrun`: the shortest wall time to >= 0.94 test top-1 on one GPU
-#: (airbench's question, for Fashion-MNIST). Twice the batch at the same peak learning rate (0.2
-#: fails scripts/check_recipes.py), a third of the epochs, and every switch that cuts a step's
-#: cost: bf16, channels-last, static shapes, a fused optimizer. No EMA or random erasing: each
-#: costs launches per step and pays off only in long runs.
+#: `zoo train resnet18 --recipe speedrun`: the shortest wall time to >= 0.94 test top-1 on one GPU.
+#: Every switch that cuts a step's cost; no EMA or random erasing, which pay off only in long runs
+#: (docs/studies/recipes.md).
 SPEEDRUN = GPU_RECIPE.replace(lr=0.1, batch_size=512, epochs=10, precision="bf16-mixed", channels_last=True,
                               static_shapes=True, fused=True)  # fmt: skip
 
 
+# Stronger regularisation and longer training than the shared GPU recipe, as for DenseNet.
 @register_model(chapter="8.6", recipe=GPU_RECIPE.replace(lr=0.1, augment="strong", ema=0.999, epochs=30),
                 book_params=11_178_378, book_top1=0.919, presets={"speedrun": SPEEDRUN})  # fmt: skip
 def resnet18(**kwargs: Any) -> ResNet:
