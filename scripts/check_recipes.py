@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="cap the recipe's batch size (same learning rate: noisier, so harsher; 0: no cap)")
     p.add_argument("--warmup-steps", type=int, default=10, help="steps of the shortened warm-up")
     p.add_argument("--val-images", type=int, default=300)
+    p.add_argument("--input-size", type=int, help="a smaller image side than the model's, for longer checks of the big networks")
     p.add_argument("--leaderboard", type=Path, default=ROOT / "results" / "leaderboard.csv",
                    help="full runs that outrank the check (rows with the same recipe fingerprint)")
     p.add_argument("--all", action="store_true", help="also run the recipes a full run has measured (about 10 minutes for all ten)")
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             r = check(name, steps=args.steps, warmup_steps=args.warmup_steps, val_images=args.val_images, changes=changes,
                       max_batch=args.max_batch or None, seed=args.seed, min_loss_drop=args.min_loss_drop, min_acc=args.min_acc, data_dir=args.data_dir,
-                      preset=args.recipe)  # fmt: skip
+                      preset=args.recipe, input_size=args.input_size)  # fmt: skip
         except Exception as err:  # a recipe that cannot even start is a failed check, not a crash of the others
             r = {"model": name, "ok": False, "why": f"{type(err).__name__}: {err}", "changes": changes}
         if not r["ok"] and measured:

@@ -102,6 +102,8 @@ def test_speedrun_preset_and_its_errors(tmp_path, capsys):
     metrics = json.loads((tmp_path / "version_0" / "metrics.json").read_text())
     assert metrics["recipe"] == speedrun.replace(precision="32-true", epochs=1, batch_size=32).to_dict()
     assert metrics["global_step"] == 2 and 0 < metrics["process_seconds"] < 3600
+    # The training loops alone, as the speedruns time them (validation and test left out).
+    assert 0 < metrics["train_seconds"] < metrics["fit_seconds"] < metrics["process_seconds"]
 
 
 def test_benchmark_counts_flops_and_reports_mfu(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import lightning as L
@@ -14,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from .callbacks import BatchSeed
+from .callbacks import RunMeta
 from .classifier import ImageClassifier
 from .data.fashion_mnist import EpochShuffleSampler, FashionMNISTDataModule, keep_batch
+from .runs import quiet, zoo_trainer
 
 __all__ = ["EPOCH_IMAGES", "sync", "autocast", "zoo_datamodule", "zoo_batches", "rate", "plain_loop", "lightning_loop",
            "PEAK_TFLOPS", "peak_flops", "train_flops_per_image"]  # fmt: skip
@@ -86,34 +88,37 @@ def plain_loop(model: ImageClassifier, batches: Iterator, steps: int, device: to
 
 
 class _Timer(L.Callback):
-    def __init__(self, warmup: int, device: torch.device) -> None:
-        self.warmup, self.device = warmup, device
+    """Wall time from the first timed step to the end of the last one, with one device sync at each
+    end, as the plain loop is timed (a sync every step would take the GPU's queue away)."""
+
+    def __init__(self, warmup: int, steps: int, device: torch.device) -> None:
+        self.warmup, self.last, self.device = warmup, warmup + steps, device
         self.start = self.end = 0.0
-        self.images = 0
+        self.images = self.batch = 0
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == self.warmup:
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if trainer.global_step == self.warmup and not self.start:
             sync(self.device)
-            self.start = time.perf_counter()
+            self.start, self.batch = time.perf_counter(), batch[0].shape[0]
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step > self.warmup:
-            self.images += batch[0].shape[0]
-        sync(self.device)
-        self.end = time.perf_counter()
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if trainer.global_step == self.last:  # before the epoch-end checkpoint is written
+            sync(self.device)
+            self.end = time.perf_counter()
+            self.images = (self.last - self.warmup) * self.batch
 
 
 def lightning_loop(model: ImageClassifier, dm: FashionMNISTDataModule, steps: int, device: torch.device, precision: str, warmup: int) -> float:
-    """zoo's training as `zoo train` runs it (Trainer, logging, batch seeding), validation off."""
-    timer = _Timer(warmup, device)
+    """The zoo's training as `zoo train --no-progress` runs it (:func:`zoo.runs.zoo_trainer`: its
+    logger, per-batch seeding, checkpoints and checks), validation off; images/s."""
+    timer = _Timer(warmup, steps, device)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = L.Trainer(
-            accelerator=device.type if device.type != "cuda" else "gpu", devices=1, precision=precision,
-            max_steps=warmup + steps, limit_val_batches=0, num_sanity_val_steps=0, enable_checkpointing=False,
-            logger=L.pytorch.loggers.CSVLogger(tmp), log_every_n_steps=10, enable_progress_bar=False,
-            enable_model_summary=False, benchmark=True, callbacks=[BatchSeed(0), timer],
-        )  # fmt: skip
-        trainer.fit(model, datamodule=dm)
+        trainer = zoo_trainer(Path(tmp), meta=RunMeta({}), seed=0, progress_bar=False, callbacks=[timer],
+                              accelerator=device.type if device.type != "cuda" else "gpu", devices=1, precision=precision,
+                              max_steps=warmup + steps, limit_val_batches=0, num_sanity_val_steps=0, log_every_n_steps=10,
+                              benchmark=True)  # fmt: skip
+        with quiet():
+            trainer.fit(model, datamodule=dm)
     return timer.images / (timer.end - timer.start)
 
 

@@ -4,6 +4,7 @@ weights, the stop on inf/NaN, and the record of what rebuilds the run in each ch
 from __future__ import annotations
 
 import importlib.util
+import time
 from typing import Any
 
 import lightning as L
@@ -13,7 +14,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressB
 from .runtime import batch_seed, seed_all
 
 __all__ = ["BatchSeed", "EMA", "TrainingDiverged", "StopOnNonFinite", "check_finite_weights", "RunMeta", "last_checkpoint",
-           "progress_bar"]  # fmt: skip
+           "progress_bar", "TrainingClock"]  # fmt: skip
 
 
 class BatchSeed(Callback):
@@ -161,3 +162,44 @@ class QuietRichProgressBar(_WithoutVersion, RichProgressBar):
 def progress_bar() -> Callback:
     """The progress bar Lightning would choose (Rich when it is installed, else tqdm), without ``v_num``."""
     return QuietRichProgressBar() if importlib.util.find_spec("rich") else QuietTQDMProgressBar()
+
+
+class TrainingClock(Callback):
+    """The seconds a run spends in its training loops, validation and testing left out, timed as
+    the CIFAR-10 speedruns (airbench) time theirs: by CUDA events on a GPU (no host sync inside the
+    loop; read once at the end), by the host clock on a CPU. ``seconds`` after fit."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[Any, Any]] = []
+        self.seconds: float | None = None
+        self._start: Any = None
+
+    def _mark(self, trainer: L.Trainer) -> Any:
+        device = trainer.strategy.root_device
+        if device.type == "cuda":
+            event = torch.cuda.Event(enable_timing=True)
+            event.record(torch.cuda.current_stream(device))
+            return event
+        return time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = self._mark(trainer)
+
+    def _stop(self, trainer: L.Trainer) -> None:
+        if self._start is not None:
+            self.spans.append((self._start, self._mark(trainer)))
+            self._start = None
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop(trainer)  # the epoch's validation, after its training steps, is not timed
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop(trainer)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop(trainer)
+        if any(isinstance(a, float) for a, _ in self.spans):
+            self.seconds = sum(b - a for a, b in self.spans)
+        else:
+            torch.cuda.synchronize()
+            self.seconds = sum(a.elapsed_time(b) for a, b in self.spans) / 1000

@@ -53,8 +53,10 @@ def _score(model: L.LightningModule, dm: L.LightningDataModule) -> tuple[float, 
 
 def check(name: str, *, steps: int = 60, warmup_steps: int = 10, val_images: int = 300, changes: dict | None = None,
           max_batch: int | None = None, seed: int = 0, min_loss_drop: float = 0.1, min_acc: float = 0.25,
-          data_dir: str | None = None, preset: str | None = None) -> dict:  # fmt: skip
-    """Run the start of ``name``'s recipe (or its ``preset``; with ``changes``) and say whether it learns."""
+          data_dir: str | None = None, preset: str | None = None, input_size: int | None = None) -> dict:  # fmt: skip
+    """Run the start of ``name``'s recipe (or its ``preset``; with ``changes``) and say whether it
+    learns. ``input_size``: a smaller side than the model's own, for longer checks of the big
+    networks on a CPU (the network must take it)."""
     spec = get_spec(name)
     recipe = spec.get_recipe(preset).layered(changes or {})
     if max_batch and recipe.batch_size > max_batch:
@@ -66,7 +68,7 @@ def check(name: str, *, steps: int = 60, warmup_steps: int = 10, val_images: int
     recipe = recipe.replace(warmup_epochs=1.0 if recipe.warmup_epochs else 0.0, epochs=math.ceil(20 * steps / warmup_steps))
     per_epoch = warmup_steps
     L.seed_everything(seed, workers=True, verbose=False)
-    model = build_model(name, recipe=recipe)
+    model = build_model(name, recipe=recipe, **({"input_size": input_size} if input_size else {}))
     dm = model.datamodule(data_dir=data_dir, seed=seed, train_limit=per_epoch * recipe.batch_size, eval_limit=val_images)
     trace = _Trace(steps)
     trainer = L.Trainer(max_epochs=recipe.epochs, accelerator="cpu", devices=1, precision=recipe.precision, logger=False,
@@ -87,4 +89,4 @@ def check(name: str, *, steps: int = 60, warmup_steps: int = 10, val_images: int
         reasons.append(f"validation accuracy {acc:.3f} stayed near chance (needs >= {min_acc})")
     return {"model": name, "ok": not reasons, "steps": len(losses), "loss_first": round(first, 4), "loss_last": round(last, 4),
             "val_acc": round(acc, 4), "classes": classes, "batch_size": recipe.batch_size, "seconds": round(time.perf_counter() - start, 1), "why": "; ".join(reasons),
-            "changes": changes or {}}  # fmt: skip
+            "changes": changes or {}, "input_size": model.input_size}  # fmt: skip

@@ -19,7 +19,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from .callbacks import EMA, RunMeta, check_finite_weights
+from .callbacks import EMA, RunMeta, TrainingClock, check_finite_weights
 from .recipe import Recipe
 from .registry import build_model, get_spec
 from .runs import (check_logger, device_name, export_run, fit, new_run_dir, process_seconds, quiet, read_checkpoint_meta,
@@ -180,9 +180,9 @@ def train(model_name: str, *, recipe: Recipe | dict[str, Any] | str | None = Non
     datamodule.prepare_data()
     datamodule.setup("fit")
     run_dir = plan.run_dir or new_run_dir(root)
-    best = _best_checkpoint(run_dir, model)
+    best, clock = _best_checkpoint(run_dir, model), TrainingClock()
     trainer = zoo_trainer(run_dir, checkpoint=best, meta=plan.meta(), seed=plan.seed, logger=logger, progress_bar=progress_bar,
-                          callbacks=[*([EMA(plan.recipe.ema)] if plan.recipe.ema else []), *callbacks], max_steps=max_steps,
+                          callbacks=[*([EMA(plan.recipe.ema)] if plan.recipe.ema else []), clock, *callbacks], max_steps=max_steps,
                           accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
                           **_trainer_settings(plan.recipe, datamodule))  # fmt: skip
     setup_seconds = process_seconds()  # imports, data, model: everything before the first step
@@ -191,7 +191,8 @@ def train(model_name: str, *, recipe: Recipe | dict[str, Any] | str | None = Non
     if not trainer.interrupted:
         check_finite_weights(model)  # a NaN model is never scored, exported or stored
     metrics = _record(trainer, model, best, datamodule, plan, test=test, eval_limit=eval_limit,
-                      timings={"setup_seconds": setup_seconds, "fit_seconds": round(fit_seconds, 2)})  # fmt: skip
+                      timings={"setup_seconds": setup_seconds, "fit_seconds": round(fit_seconds, 2),
+                               "train_seconds": round(clock.seconds, 2) if clock.seconds is not None else None})  # fmt: skip
     if trainer.is_global_zero and model.exportable and not trainer.interrupted:
         metrics.update(_export(model, run_dir, metrics))
     if trainer.is_global_zero:

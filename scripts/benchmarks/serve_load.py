@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Requests per second and latency of `zoo serve` on this machine's loopback.
+"""Requests per second and latency of `zoo serve` on the loopback.
 
 Starts the real server (a subprocess) for each model and batch size, sends a fixed number of
 requests (real test images as PNG, multipart) from concurrent clients, and reports requests/s
