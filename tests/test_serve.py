@@ -109,7 +109,9 @@ def test_bad_requests_get_a_400_or_415_that_says_what_to_send(lenet_server):
         (post(files={"image": ("x.png", b"\x89PNG\r\n\x1a\n not an image", "image/png")}), 400, "cannot read the image"),
         (post(json={"image": "%%% not base64"}), 400, "not valid base64"),
         (post(json={"picture": "abc"}), 400, "no 'image' in the JSON"),
-        (post(files={"file": ("x.png", b"abc", "image/png")}), 400, "no file field 'image'"),
+        (post(data={"top_k": "2"}, files={}), 400, "no image file in the form"),
+        (post(files={"a": ("a.png", _png(load_fashion_mnist()["test_images"][0].numpy()), "image/png"),
+                     "b": ("b.png", _png(load_fashion_mnist()["test_images"][1].numpy()), "image/png")}), 400, "one image file a request, got 2"),
         (post(content=b"{not json", headers={"content-type": "application/json"}), 400, "not valid JSON"),
         (post(content=b"raw bytes", headers={"content-type": "image/png"}), 415, "send multipart/form-data"),
         (post(json={"image": base64.b64encode(_png(load_fashion_mnist()["test_images"][0].numpy())).decode(), "top_k": 0}),
@@ -118,6 +120,15 @@ def test_bad_requests_get_a_400_or_415_that_says_what_to_send(lenet_server):
     for response, status, words in cases:
         assert response.status_code == status, response.text
         assert words in response.json()["detail"], response.text
+
+
+def test_one_image_under_any_field_name_is_accepted(lenet_server, images):
+    # curl -F file=@shirt.png: "file" is what curl examples and most upload clients send.
+    for field in ("file", "upload"):
+        response = httpx.post(lenet_server.url + "/predict", files={field: ("item.png", _png(images[0]), "image/png")},
+                              data={"top_k": "2"}, timeout=30)  # fmt: skip
+        assert response.status_code == 200, response.text
+        assert len(response.json()["predictions"]) == 2
 
 
 def test_an_oversized_upload_is_refused(lenet_server):

@@ -1,6 +1,6 @@
 """``zoo serve MODEL``: a trained model behind HTTP, on LitServe.
 
-    POST /predict   an image, as multipart form data (field ``image``) or JSON ``{"image": "<base64>"}``;
+    POST /predict   an image, as multipart form data (one file part, any field name) or JSON ``{"image": "<base64>"}``;
                     optional ``top_k`` (classifiers) or ``min_score`` (detectors), in the form or the JSON
                     -> {"model", "predictions": [{"label", "probability"}]}  (classifiers)
                     -> {"model", "width", "height", "detections": [{"label", "score", "box"}]}  (detectors)
@@ -28,7 +28,7 @@ __all__ = ["ZooAPI", "build_server", "model_metadata", "DEFAULT_MAX_UPLOAD_MB"]
 DEFAULT_MAX_UPLOAD_MB = 10
 
 #: What a client should send, for every 400 and 415.
-SEND_HOW = "send multipart/form-data with the image in a file field 'image', or JSON {\"image\": \"<base64 of the image file>\"}"
+SEND_HOW = "send multipart/form-data with one image file (any field name: 'image', 'file'...), or JSON {\"image\": \"<base64 of the image file>\"}"
 
 try:
     import litserve as ls
@@ -86,11 +86,13 @@ class ZooAPI(ls.LitAPI):
     def decode_request(self, request) -> dict[str, Any]:  # no annotation: LitServe then hands over the parsed body
         from .predict import read_image
 
-        if hasattr(request, "getlist"):  # multipart or url-encoded form
-            upload = request.get("image")
-            if upload is None or not hasattr(upload, "file"):
-                raise HTTPException(400, "no file field 'image' in the form: " + SEND_HOW)
-            data, options = upload.file.read(), request
+        if hasattr(request, "getlist"):  # multipart or url-encoded form: one file part, under any field name
+            uploads = [value for _, value in request.multi_items() if hasattr(value, "file")]
+            if not uploads:
+                raise HTTPException(400, "no image file in the form: " + SEND_HOW)
+            if len(uploads) > 1:
+                raise HTTPException(400, f"send one image file a request, got {len(uploads)}: " + SEND_HOW)
+            data, options = uploads[0].file.read(), request
         elif isinstance(request, dict):
             encoded = request.get("image")
             if not isinstance(encoded, str):
