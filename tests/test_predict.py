@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -112,3 +113,23 @@ def test_zoo_eval_scores_an_image_folder(tmp_path, capsys, fmnist):
     Image.new("L", (28, 28)).save(root / "llama" / "x.png")
     assert main(["eval", "lenet", "--data", str(root), "--out", str(out)]) == 2
     assert "class folder(s) ['llama'] match none of LeNet's labels" in capsys.readouterr().err
+
+
+def test_bad_devices_and_unwritable_outputs_are_one_line(image_tree, capsys):
+    root, paths, _ = image_tree
+    one = str(paths[0])
+    for device, words in (("bogus", "--device: not a device: 'bogus'"), ("cuda", "--device: cuda: no CUDA device is available")):
+        if device == "cuda" and torch.cuda.is_available():
+            continue
+        with pytest.raises(SystemExit) as stop:
+            main(["predict", "lenet", one, "--device", device])
+        assert stop.value.code == 2 and words in capsys.readouterr().err
+    # A folder given as the output file, and a device that cannot take the file: one line, not a traceback.
+    (root / "a-folder").mkdir()
+    assert main(["predict", "lenet", one, "--output", str(root / "a-folder"), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zoo: error:") and "Traceback" not in err and "a-folder" in err
+    if Path("/dev/full").exists():
+        assert main(["predict", "lenet", one, "--output", "/dev/full", "--force"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("zoo: error:") and "No space left" in err

@@ -39,6 +39,21 @@ def _seeds(value: str) -> list[int]:
     return seeds
 
 
+def _device(value: str) -> str:
+    """An argparse type: a torch device this machine has ("cpu", "cuda", "cuda:1"...)."""
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a device: {value!r} (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{value}: no CUDA device is available (torch sees none); use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{value}: there are {torch.cuda.device_count()} CUDA devices")
+    return value
+
+
 def _port(value: str) -> int:
     number = int(value)
     if not 0 <= number <= 65535:
@@ -154,7 +169,7 @@ def _add_eval(sub, common, loading, photo) -> None:
     p.add_argument("--data", help="score on your image folder DATA/<class>/<images> instead (class folders named like the labels)")
     p.add_argument("--out", help="with --data: folder for eval.json and confusion.png (default: ./eval-<model>)")
     p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--device", default="cpu", help="with --data: cpu, cuda, ...")
+    p.add_argument("--device", type=_device, default="cpu", help="with --data: cpu, cuda, ...")
 
 
 def _add_finetune(sub, common) -> None:
@@ -194,7 +209,7 @@ def _add_predict(sub, common, loading, photo) -> None:
     p.add_argument("--model", help="zoo model name or checkpoint folder (instead of the first argument)")
     p.add_argument("--top-k", type=positive_int, default=3)
     p.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", type=_device, default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.add_argument("--output", help="write the predictions here instead of to the console")
     p.add_argument("--force", action="store_true", help="replace an existing --output file")
@@ -216,7 +231,7 @@ def _add_serve(sub, common, loading, photo) -> None:
     p.add_argument("model", help="a model name (see `zoo.load`) or a checkpoint folder")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=_port, default=8000)
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--device", type=_device, default="cpu", help="cpu or cuda")
     p.add_argument("--max-batch-size", type=positive_int, default=16, help="requests batched into one forward pass")
     p.add_argument("--batch-timeout", type=float, default=0.01, help="seconds to wait for a batch to fill")
     p.add_argument("--workers", type=positive_int, default=1, help="model workers (processes) on the device")
@@ -579,8 +594,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         commands = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "finetune": cmd_finetune, "predict": cmd_predict, "export": cmd_export, "push": cmd_push,
                     "serve": cmd_serve, "demo": cmd_demo}  # fmt: skip
         return commands[args.command](args)
-    except (KeyError, DataNotFoundError, CorruptDataError, FileNotFoundError, ValueError, TrainingDiverged, MissingExtraError) as err:  # FolderError is a ValueError
-        # Bad input: one clear line, not a traceback (ZOO_DEBUG=1 shows the traceback).
+    except (KeyError, DataNotFoundError, CorruptDataError, OSError, ValueError, TrainingDiverged, MissingExtraError) as err:  # FolderError is a ValueError
+        # Bad input, or a file that cannot be read or written (OSError: a folder, a full disk):
+        # one clear line, not a traceback (ZOO_DEBUG=1 shows the traceback).
         if os.environ.get("ZOO_DEBUG"):
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
