@@ -113,6 +113,14 @@ def test_zoo_eval_scores_an_image_folder(tmp_path, capsys, fmnist):
     Image.new("L", (28, 28)).save(root / "llama" / "x.png")
     assert main(["eval", "lenet", "--data", str(root), "--out", str(out)]) == 2
     assert "class folder(s) ['llama'] match none of LeNet's labels" in capsys.readouterr().err
+    # A second report into the same folder replaces the first only when asked to.
+    import shutil
+
+    shutil.rmtree(root / "llama")
+    first = (out / "eval.json").read_bytes()
+    assert main(["eval", "lenet", "--data", str(root / ".." / "data"), "--out", str(out)]) == 2
+    assert "eval.json exists; pass --force" in capsys.readouterr().err and (out / "eval.json").read_bytes() == first
+    assert main(["eval", "lenet", "--data", str(root), "--out", str(out), "--force"]) == 0
 
 
 def test_bad_devices_and_unwritable_outputs_are_one_line(image_tree, capsys):
@@ -124,12 +132,33 @@ def test_bad_devices_and_unwritable_outputs_are_one_line(image_tree, capsys):
         with pytest.raises(SystemExit) as stop:
             main(["predict", "lenet", one, "--device", device])
         assert stop.value.code == 2 and words in capsys.readouterr().err
-    # A folder given as the output file, and a device that cannot take the file: one line, not a traceback.
+    # A folder or a device given as the output file: one line, not a traceback, and the device left
+    # a device (a file written beside it and renamed over it would replace /dev/full).
     (root / "a-folder").mkdir()
-    assert main(["predict", "lenet", one, "--output", str(root / "a-folder"), "--force"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("zoo: error:") and "Traceback" not in err and "a-folder" in err
-    if Path("/dev/full").exists():
-        assert main(["predict", "lenet", one, "--output", "/dev/full", "--force"]) == 2
+    for target in (root / "a-folder", Path("/dev/full")):
+        if not target.exists():
+            continue
+        assert main(["predict", "lenet", one, "--output", str(target), "--force"]) == 2
         err = capsys.readouterr().err
-        assert err.startswith("zoo: error:") and "No space left" in err
+        assert err.startswith("zoo: error:") and "Traceback" not in err and "is not a regular file" in err
+    assert Path("/dev/full").is_char_device() or not Path("/dev/full").exists()
+    # A file that cannot be written (its folder is missing) is one line too.
+    assert main(["predict", "lenet", one, "--output", str(root / "no" / "such" / "out.csv")]) == 2
+    assert capsys.readouterr().err.startswith("zoo: error:")
+
+
+def test_predict_never_writes_onto_a_file_it_did_not_make_and_skips_its_own_outputs(tmp_path, capsys, fmnist):
+    folder = tmp_path / "scenes"
+    folder.mkdir()
+    Image.fromarray(fmnist["test_images"][0].numpy(), mode="L").resize((96, 96)).save(folder / "a.png")
+    mine = folder / "a.pred.png"  # the user's own file, named as the zoo names its pictures
+    Image.fromarray(fmnist["test_images"][1].numpy(), mode="L").resize((96, 96)).save(mine)
+    before = mine.read_bytes()
+    for _ in range(2):  # the second run finds the first run's pictures in the folder
+        assert main(["predict", "tiny_ssd", str(folder), "--format", "json"]) == 0
+        records = json.loads(capsys.readouterr().out)
+        assert sorted(Path(r["path"]).name for r in records) == ["a.png", "a.pred.png"]  # its own outputs are not inputs
+        assert mine.read_bytes() == before
+        drawn = {Path(r["path"]).name: Path(r["drawn"]).name for r in records}
+        assert drawn == {"a.png": "a-2.pred.png", "a.pred.png": "a.pred.pred.png"}
+    assert sorted(p.name for p in folder.iterdir()) == ["a-2.pred.png", "a.png", "a.pred.png", "a.pred.pred.png"]

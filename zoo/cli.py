@@ -168,6 +168,7 @@ def _add_eval(sub, common, loading, photo) -> None:
     p.add_argument("--accelerator", default="auto")
     p.add_argument("--data", help="score on your image folder DATA/<class>/<images> instead (class folders named like the labels)")
     p.add_argument("--out", help="with --data: folder for eval.json and confusion.png (default: ./eval-<model>)")
+    p.add_argument("--force", action="store_true", help="with --data: replace the eval.json and confusion.png already in --out")
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--device", type=_device, default="cpu", help="with --data: cpu, cuda, ...")
 
@@ -341,6 +342,9 @@ def _eval_folder(model, args: argparse.Namespace) -> int:
 
     result = evaluate_folder(model, args.data, batch_size=args.batch_size, device=args.device, on_skip=skip)
     out = Path(args.out or f"eval-{model.model_name}")
+    for name in ("eval.json", "confusion.png"):
+        if (out / name).exists() and not args.force:
+            raise ValueError(f"{out / name} exists; pass --force to replace it, or give another --out")
     out.mkdir(parents=True, exist_ok=True)
     (out / "eval.json").write_text(json.dumps({"model": model.model_name, "data": str(args.data), "skipped": skipped, **result}, indent=2) + "\n")
     plot_confusion(torch.tensor(result["confusion"]), result["labels"], out / "confusion.png", f"{model.model_name} on {args.data}")
@@ -459,7 +463,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         records = list(classify(model, files, on_skip=skip, top_k=args.top_k, batch_size=args.batch_size, device=args.device))
     text = format_records(records, args.format)
     if args.output:
-        Path(args.output).write_text(text)
+        _write_replacing(Path(args.output), text)
         print(f"{len(records)} prediction(s) -> {args.output}")
     else:
         sys.stdout.write(text)
@@ -467,6 +471,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"zoo: skipped {len(skipped)} input(s) that could not be read: {', '.join(skipped)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _write_replacing(path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it and a rename: an error half-way
+    (a file name that cannot be encoded, a full disk) leaves the old file as it was, not a torn one."""
+    import os
+    import tempfile
+
+    if path.exists() and not path.is_file():  # a folder, a device, a pipe: never renamed over
+        raise ValueError(f"--output {path} is not a regular file; give the path of a file to write")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent if str(path.parent) else ".")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def cmd_export(args: argparse.Namespace) -> int:

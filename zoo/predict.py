@@ -28,19 +28,42 @@ FORMATS = ("table", "csv", "json")
 Skip = Callable[[str, str], None]
 
 
+#: What the zoo writes into the PNG pictures it draws (``<image>.pred.png``, ``<image>.mask.png``):
+#: such a file is never taken as an input of a folder or glob, and is the only kind it overwrites.
+ZOO_MARK = ("Software", "d2l-zoo predict")
+
+
+def made_by_zoo(path: str | Path) -> bool:
+    """Whether ``path`` is a picture the zoo drew (it carries :data:`ZOO_MARK`)."""
+    try:
+        with Image.open(path) as img:
+            return getattr(img, "text", {}).get(ZOO_MARK[0]) == ZOO_MARK[1]
+    except (OSError, ValueError):
+        return False
+
+
+def _save_marked(img: Image.Image, out: Path) -> None:
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(*ZOO_MARK)
+    img.save(out, pnginfo=info)
+
+
 def expand_inputs(items: Iterable[str], on_skip: Skip) -> list[str]:
     """Files as given, folders as their image files (recursively, sorted), globs as their matches
-    (``**`` recurses). A folder without images or a glob without matches goes to ``on_skip``."""
+    (``**`` recurses); pictures the zoo drew itself are left out of folders and globs. A folder
+    without images or a glob without matches goes to ``on_skip``."""
     files: list[str] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not made_by_zoo(p))
             if not found:
                 on_skip(item, f"folder has no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
             files += found
         elif any(ch in item for ch in "*?[") and not path.exists():
-            found = sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            found = sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file() and not made_by_zoo(p))
             if not found:
                 on_skip(item, "the pattern matches no file")
             files += found
@@ -123,11 +146,11 @@ def detect_image(model: Any, img: Image.Image, *, min_score: float = 0.5) -> tup
 
 
 def _output_path(path: str, out_dir: str | None, suffix: str, written: set[Path]) -> Path:
-    """``<image stem><suffix>`` beside the image or in ``out_dir``; an input whose name another
-    input of this call already used gets ``-2``, ``-3``... (nothing written here is overwritten by
-    this call itself)."""
+    """``<image stem><suffix>`` beside the image or in ``out_dir``, or ``-2``, ``-3``... where that
+    name is taken: by this call's inputs or outputs (``written``), or by a file the zoo did not draw
+    (a file of yours is never overwritten)."""
     out, n = Path(out_dir or Path(path).parent) / f"{Path(path).stem}{suffix}", 1
-    while out.resolve() in written:
+    while out.resolve() in written or (out.exists() and not made_by_zoo(out)):
         n += 1
         out = out.with_name(f"{Path(path).stem}-{n}{suffix}")
     written.add(out.resolve())
@@ -140,14 +163,14 @@ def detect(model: Any, paths: list[str], *, on_skip: Skip, min_score: float = 0.
     """One record per readable image: ``{"path", "detections": [{"label", "score", "box"}], "drawn"}``,
     boxes in the image's pixels (x0, y0, x1, y1), drawn onto a copy saved as ``<image>.pred.png``
     (beside the image, or in ``out_dir``; two inputs with the same name get ``-2``, ``-3``...)."""
-    written: set[Path] = set()
+    written = {Path(p).resolve() for p in paths}  # never onto an input
     for path in paths:
         img = read_image(path, on_skip)
         if img is None:
             continue
         drawn, detections = detect_image(model, img, min_score=min_score)
         out = _output_path(path, out_dir, ".pred.png", written)
-        drawn.save(out)
+        _save_marked(drawn, out)
         yield {"path": path, "detections": detections, "drawn": str(out)}
 
 
@@ -178,14 +201,14 @@ def segment_image(model: Any, img: Image.Image) -> tuple[Image.Image, dict[str, 
 def segment(model: Any, paths: list[str], *, on_skip: Skip, out_dir: str | None = None) -> Iterator[dict[str, Any]]:
     """One record per readable image: ``{"path", "labels": {label: share of the pixels}, "mask"}``,
     the coloured mask saved as ``<image>.mask.png`` (beside the image, or in ``out_dir``)."""
-    written: set[Path] = set()
+    written = {Path(p).resolve() for p in paths}  # never onto an input
     for path in paths:
         img = read_image(path, on_skip)
         if img is None:
             continue
         mask, shares = segment_image(model, img)
         out = _output_path(path, out_dir, ".mask.png", written)
-        mask.save(out)
+        _save_marked(mask, out)
         yield {"path": path, "labels": shares, "mask": str(out)}
 
 
