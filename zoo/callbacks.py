@@ -182,8 +182,9 @@ class TrainingClock(Callback):
             return event
         return time.perf_counter()
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start = self._mark(trainer)
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self._start is None:  # the epoch's first batch (a run resumed mid-epoch has no epoch start)
+            self._start = self._mark(trainer)
 
     def _stop(self, trainer: L.Trainer) -> None:
         if self._start is not None:
@@ -198,8 +199,8 @@ class TrainingClock(Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._stop(trainer)
-        if any(isinstance(a, float) for a, _ in self.spans):
-            self.seconds = sum(b - a for a, b in self.spans)
-        else:
-            torch.cuda.synchronize()
+        if self.spans and not isinstance(self.spans[0][0], float):  # CUDA events
+            torch.cuda.synchronize(trainer.strategy.root_device)
             self.seconds = sum(a.elapsed_time(b) for a, b in self.spans) / 1000
+        else:
+            self.seconds = sum(b - a for a, b in self.spans)

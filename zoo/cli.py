@@ -40,18 +40,26 @@ def _seeds(value: str) -> list[int]:
 
 
 def _device(value: str) -> str:
-    """An argparse type: a torch device this machine has ("cpu", "cuda", "cuda:1"...)."""
+    """An argparse type: a torch device ("cpu", "cuda", "cuda:1"...)."""
     import torch
 
     try:
         device = torch.device(value)
     except (RuntimeError, ValueError):
         raise argparse.ArgumentTypeError(f"not a device: {value!r} (cpu, cuda, cuda:1, ...)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"{value}: no CUDA device is available (torch sees none); use --device cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise argparse.ArgumentTypeError(f"{value}: there are {torch.cuda.device_count()} CUDA devices")
     return value
+
+
+def _check_device(value: str) -> None:
+    """A --device this machine has; checked when the command runs, so that a command written for
+    a GPU machine still parses everywhere."""
+    import torch
+
+    device = torch.device(value)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {value}: no CUDA device is available (torch sees none); use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {value}: there are {torch.cuda.device_count()} CUDA devices")
 
 
 def _port(value: str) -> int:
@@ -286,6 +294,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.max_upload_mb is not None and args.max_upload_mb <= 0:
         raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    _check_device(args.device)
     model = load(args.model, trust_unverified=args.trust_unverified)  # fails here, in one line, before any worker starts
     _apply_photo_flags(model, args)
     api = serve.ZooAPI(args.model, top_k=args.top_k, min_score=args.min_score, steps_off=_steps_off(args),
@@ -310,6 +319,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .pretrained import load
     from .train import evaluate
 
+    _check_device(args.device)
     model = load(args.model, source=args.source, trust_unverified=args.trust_unverified)
     if args.data and model.task != "classification":
         raise ValueError(f"--data scores a classifier on folders of class images; {model.model_name} is a {model.task} model "
@@ -450,6 +460,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.model, inputs = inputs[0], inputs[1:]
     if args.output and Path(args.output).exists() and not args.force:
         raise ValueError(f"{args.output} exists; pass --force to replace it")
+    _check_device(args.device)
     skip, skipped = _skipper()
 
     model = load(args.model, trust_unverified=args.trust_unverified)
