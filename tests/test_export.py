@@ -79,3 +79,14 @@ def test_python_dash_m_zoo_is_the_zoo_command(tmp_path):
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "resnet18" in proc.stdout
+
+
+def test_export_never_replaces_a_sidecar_it_was_not_asked_to(tmp_path, capsys):
+    out = tmp_path / "mine"
+    (tmp_path / "mine.json").write_text('{"my": "notes"}')  # the user's own file where the sidecar would go
+    assert main(["export", "lenet", "--format", "torchscript", "--out", str(out)]) == 2
+    assert "mine.json exists; pass overwrite=True (zoo export --force)" in capsys.readouterr().err
+    assert (tmp_path / "mine.json").read_text() == '{"my": "notes"}' and not out.exists()
+    assert main(["export", "lenet", "--format", "torchscript", "--out", str(out), "--force"]) == 0
+    assert json.loads((tmp_path / "mine.json").read_text())["model"] == "lenet"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left behind

@@ -13,7 +13,7 @@ from .pretrained import SOURCES
 from .recipe import FinetuneRecipe, Recipe
 from .registry import build_model, get_spec, list_models
 from .runs import LOGGERS, PRECISIONS, quiet_libraries
-from .runtime import MissingExtraError, is_first_process
+from .runtime import MissingExtraError, is_first_process, write_text_replacing
 
 __all__ = ["main", "build_parser", "positive_int"]
 
@@ -44,7 +44,7 @@ def _device(value: str) -> str:
     import torch
 
     try:
-        device = torch.device(value)
+        torch.device(value)
     except (RuntimeError, ValueError):
         raise argparse.ArgumentTypeError(f"not a device: {value!r} (cpu, cuda, cuda:1, ...)") from None
     return value
@@ -474,7 +474,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         records = list(classify(model, files, on_skip=skip, top_k=args.top_k, batch_size=args.batch_size, device=args.device))
     text = format_records(records, args.format)
     if args.output:
-        _write_replacing(Path(args.output), text)
+        write_text_replacing(Path(args.output), text)
         print(f"{len(records)} prediction(s) -> {args.output}")
     else:
         sys.stdout.write(text)
@@ -482,24 +482,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"zoo: skipped {len(skipped)} input(s) that could not be read: {', '.join(skipped)}", file=sys.stderr)
         return 1
     return 0
-
-
-def _write_replacing(path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file beside it and a rename: an error half-way
-    (a file name that cannot be encoded, a full disk) leaves the old file as it was, not a torn one."""
-    import os
-    import tempfile
-
-    if path.exists() and not path.is_file():  # a folder, a device, a pipe: never renamed over
-        raise ValueError(f"--output {path} is not a regular file; give the path of a file to write")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent if str(path.parent) else ".")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def cmd_export(args: argparse.Namespace) -> int:

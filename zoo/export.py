@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .runtime import write_text_replacing
+
 __all__ = ["FORMATS", "SUFFIXES", "export_model", "ExportError"]
 
 FORMATS = ("onnx", "torchscript", "pt2")
@@ -47,9 +49,10 @@ def export_model(model: Any, path: str | os.PathLike, *, format: str = "onnx", o
     if getattr(model, "task", None) != "classification":
         raise ExportError(f"{type(model).__name__} is a {getattr(model, 'task', 'non-image')} model; export supports the classifiers "
                           "(a detector's box decoding and NMS are Python; use zoo.load for it)")  # fmt: skip
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise ExportError(f"{path} exists; pass overwrite=True (zoo export --force) to replace it")
+    path, sidecar = Path(path), Path(str(path) + ".json")
+    for target in (path, sidecar):
+        if target.exists() and not overwrite:
+            raise ExportError(f"{target} exists; pass overwrite=True (zoo export --force) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     net = _Network(model).eval().float()
     x = torch.zeros(2, model.in_chans, model.input_size, model.input_size)
@@ -75,5 +78,5 @@ def export_model(model: Any, path: str | os.PathLike, *, format: str = "onnx", o
         "label_names": list(model.label_names),
         "weights_sha256": (getattr(model, "checkpoint", None) or {}).get("sha256"),
     }
-    Path(str(path) + ".json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_text_replacing(sidecar, json.dumps(meta, indent=2) + "\n")  # a full disk leaves no empty sidecar
     return path

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 __all__ = ["zoo_home", "store_dir", "seed_torch", "seed_all", "batch_seed", "seeded_rng", "to_device", "MissingExtraError", "is_first_process",
-           "keep_freed_memory_in_heap"]  # fmt: skip
+           "keep_freed_memory_in_heap", "write_text_replacing"]  # fmt: skip
 
 
 def zoo_home() -> Path:
@@ -102,3 +102,22 @@ def keep_freed_memory_in_heap() -> bool:
         return False
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
     return bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
+
+
+def write_text_replacing(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it and a rename: an error half-way
+    (a name that cannot be encoded, a full disk) leaves the old file whole, never an empty or torn
+    one. A folder, device or pipe at ``path`` is refused, never renamed over."""
+    import tempfile
+
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{path} is not a regular file; give the path of a file to write")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
