@@ -33,8 +33,15 @@ Skip = Callable[[str, str], None]
 ZOO_MARK = ("Software", "d2l-zoo predict")
 
 
+#: The names the zoo gives the pictures it draws.
+OUTPUT_SUFFIXES = (".pred.png", ".mask.png")
+
+
 def made_by_zoo(path: str | Path) -> bool:
-    """Whether ``path`` is a picture the zoo drew (it carries :data:`ZOO_MARK`)."""
+    """Whether ``path`` is a picture the zoo drew: named as one, and carrying :data:`ZOO_MARK`
+    (only such names are opened, so expanding a large folder reads no other file)."""
+    if not str(path).lower().endswith(OUTPUT_SUFFIXES):
+        return False
     try:
         with Image.open(path) as img:
             return getattr(img, "text", {}).get(ZOO_MARK[0]) == ZOO_MARK[1]
