@@ -116,6 +116,10 @@ def test_bad_requests_get_a_400_or_415_that_says_what_to_send(lenet_server):
         (post(content=b"raw bytes", headers={"content-type": "image/png"}), 415, "send multipart/form-data"),
         (post(json={"image": base64.b64encode(_png(load_fashion_mnist()["test_images"][0].numpy())).decode(), "top_k": 0}),
          400, "top_k must be at least 1"),
+        (post(content=b'{"image": "' + base64.b64encode(_png(load_fashion_mnist()["test_images"][0].numpy())) + b'", "top_k": 1e999}',
+              headers={"content-type": "application/json"}), 400, "top_k must be a finite"),
+        (post(content=b'{"image": "' + base64.b64encode(_png(load_fashion_mnist()["test_images"][0].numpy())) + b'", "min_score": NaN}',
+              headers={"content-type": "application/json"}), 400, "min_score must be a finite"),
     ]  # fmt: skip
     for response, status, words in cases:
         assert response.status_code == status, response.text

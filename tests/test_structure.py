@@ -127,3 +127,13 @@ def test_recipe_dict_override_keeps_the_models_own_recipe():
 def test_unknown_recipe_field_is_refused():
     with pytest.raises(ValueError, match="unknown recipe field.*'lr_max'"):
         zoo.create_model("mlp", recipe={"lr_max": 1.0})
+
+
+def test_a_momentum_outside_0_to_1_is_refused_in_one_line(tmp_path, capsys):
+    from zoo.cli import main
+
+    # Momentum 5 makes SGD's steps grow without bound: a NaN model, not a recipe.
+    assert main(["train", "softmax", "--momentum", "5", "--out", str(tmp_path / "runs")]) == 2
+    assert "recipe.momentum must be in [0, 1), got 5.0" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+    with pytest.raises(ValueError, match="momentum"):
+        zoo.Recipe(momentum=1.0)

@@ -125,6 +125,8 @@ class Recipe(_Layered):
                              f"{self.weight_decay}, {self.momentum} and {self.warmup_epochs}")  # fmt: skip
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"recipe.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0.0 <= self.momentum < 1.0:  # at 1 or more SGD's steps grow without bound
+            raise ValueError(f"recipe.momentum must be in [0, 1), got {self.momentum}")
 
 #: The leaderboard recipe shared by the GPU-trained CNNs (alexnet ... densenet); each model file
 #: states only where its own recipe differs. The book trains each of them for 10 epochs of plain

@@ -20,6 +20,7 @@ import base64
 import binascii
 import io
 import json
+import math
 from typing import Any
 
 __all__ = ["ZooAPI", "build_server", "model_metadata", "DEFAULT_MAX_UPLOAD_MB"]
@@ -150,13 +151,24 @@ class ZooAPI(ls.LitAPI):
         return {"model": self.model.model_name, **output}
 
 
+def _as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0  # not a number at all: kind() below says so
+
+
 def _number(options: Any, key: str, kind: type, default: Any, *, low: float) -> Any:
     value = options.get(key) if hasattr(options, "get") else None
     if value is None:
         return default
+    # A finite number first: JSON may carry NaN, Infinity or 1e999, which int() cannot take and a
+    # comparison with NaN lets through.
+    if isinstance(value, bool) or (isinstance(value, (int, float, str)) and not math.isfinite(_as_float(value))):
+        raise HTTPException(400, f"{key} must be a finite number, got {value!r}")
     try:
         number = kind(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise HTTPException(400, f"{key} must be a{'n integer' if kind is int else ' number'}, got {value!r}") from None
     if number < low:
         raise HTTPException(400, f"{key} must be at least {low}, got {value!r}")
