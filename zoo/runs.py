@@ -38,7 +38,7 @@ from .checkpoint import save_checkpoint
 from .runtime import MissingExtraError, is_first_process
 
 __all__ = ["PRECISIONS", "LOGGERS", "check_logger", "run_loggers", "zoo_trainer", "new_run_dir", "version_dirs",
-           "find_resume_checkpoint", "read_checkpoint_meta", "fit", "export_run", "write_record", "device_name",
+           "find_resume_checkpoint", "resume_checkpoint", "read_checkpoint_meta", "fit", "export_run", "write_record", "device_name",
            "process_seconds", "quiet", "quiet_libraries"]  # fmt: skip
 
 # Lightning advertises its cloud services ("💡 Tip: ...") on every Trainer start; keep the console for our output.
