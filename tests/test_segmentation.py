@@ -193,3 +193,14 @@ def test_short_training_beats_the_floor_and_predict_writes_the_mask(tmp_path, fm
     assert ious == sorted(ious, reverse=True) and abs(sum(ious) / 11 - float(lines[0].split()[-1][:-2])) < 1e-3
     picture = Image.open(tmp_path / "picture.png")
     assert picture.width == 3 * 96 * 2 + 4 * 4 and picture.height > 2 * 96 * 2  # 3 columns; 2 rows and a legend
+
+
+def test_a_loaded_scene_model_keeps_its_own_backbone_when_training_starts():
+    # Fine-tuning a trained FCN must start from its own weights, not the classifier's it began from.
+    model = zoo.load("fcn")
+    own = model.backbone[0].weight.clone()
+    model.setup("fit")  # what Trainer.fit does first
+    assert torch.equal(model.backbone[0].weight, own)
+    fresh = zoo.create_model("fcn")
+    fresh.setup("fit")
+    assert torch.equal(fresh.backbone[0].weight, zoo.load("resnet18").backbone[0].weight)

@@ -20,7 +20,7 @@ from .data.fashion_mnist import CLASSES, MEAN, STD
 from .data.preprocess import PhotoSteps, per_channel
 from .recipe import Recipe
 
-__all__ = ["ImageModel", "decay_groups", "log_train_loss", "with_schedule"]
+__all__ = ["ImageModel", "ClassifierBackbone", "decay_groups", "log_train_loss", "with_schedule"]
 
 
 def decay_groups(params: Iterable[torch.nn.Parameter], weight_decay: float, **group: Any) -> list[dict[str, Any]]:
@@ -166,6 +166,34 @@ class ImageModel(L.LightningModule):
         else:
             opt = torch.optim.AdamW(groups, lr=r.lr, fused=fused)
         return with_schedule(opt, r, self)
+
+
+class ClassifierBackbone:
+    """Mixin of a scene model whose first layers are a zoo classifier's (``source``): when training
+    starts (``setup("fit")``) and ``pretrained_backbone`` is on, ``backbone_layers()`` get the
+    trained ``source``'s weights (``zoo.load``, verified), unless the model has weights of its own
+    by then: any ``load_state_dict`` into it (``zoo.load``, a checkpoint Lightning restores) marks it
+    so, and a loaded model is fine-tuned from its own weights, not reset to the classifier's."""
+
+    source: str
+    pretrained_backbone: bool
+
+    def copy_backbone_on_fit(self) -> None:
+        """Call at the end of ``__init__``."""
+        self._backbone_copied = False
+        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_backbone_copied", True))
+
+    def backbone_layers(self) -> torch.nn.Module:
+        """The layers that take the classifier's weights, under its backbone's names ("0", "1"...)."""
+        raise NotImplementedError
+
+    def setup(self, stage: str) -> None:
+        # Lightning calls setup before it restores a checkpoint: a resumed run ends with its own weights.
+        if stage == "fit" and self.pretrained_backbone and not self._backbone_copied:
+            from .pretrained import load_backbone_layers  # the registry's floor stays below the weights layer
+
+            load_backbone_layers(self.backbone_layers(), self.source, in_chans=self.in_chans)
+            self._backbone_copied = True
 
 
 def with_schedule(opt: torch.optim.Optimizer, recipe: Any, module: Any) -> Any:

@@ -26,7 +26,7 @@ from .manifest import BUNDLE_MAX_FILE_BYTES, BUNDLED_DIR, read_manifest
 from .registry import get_spec, list_models
 from .runtime import store_dir
 
-__all__ = ["WeightsNotFoundError", "WeightsInfo", "Found", "SOURCES", "find_weights", "get_weights", "load", "train_command"]
+__all__ = ["WeightsNotFoundError", "WeightsInfo", "Found", "SOURCES", "find_weights", "get_weights", "load", "load_backbone_layers", "train_command"]
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +273,17 @@ def load(
 
         return FeatureExtractor(model).eval()
     return model
+
+
+def load_backbone_layers(layers: Any, source: str, *, in_chans: int) -> None:
+    """Copy into ``layers`` the trained weights of the first layers of the zoo classifier ``source``'s
+    backbone (``zoo.load``, verified). ``layers`` holds them under the backbone's own names ("0",
+    "1", ...), as ``nn.Sequential(*backbone[:k])`` or torchvision's ``IntermediateLayerGetter`` do:
+    how a scene model starts from a classifier's features (the book's point)."""
+    trained = load(source, in_chans=in_chans)
+    names = {name for name, _ in layers.named_children()}
+    state = {k: v for k, v in trained.backbone.state_dict().items() if k.split(".")[0] in names}
+    layers.load_state_dict(state)
 
 
 def _load(name_or_path: str | os.PathLike, *, num_classes: int | None, in_chans: int | None, device: Any, source: str | None,

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..base import ClassifierBackbone
 from ..recipe import Recipe
 from ..registry import build_model, register_model
 from .segmenter import Segmenter
@@ -30,7 +31,7 @@ def _probe(layers: nn.Module, in_chans: int, size: int) -> torch.Tensor:
     return out
 
 
-class FCN(Segmenter):
+class FCN(ClassifierBackbone, Segmenter):
     """Backbone of the zoo classifier ``source`` without its global pooling and output layer,
     then ``head``: ``final_conv`` (1x1, to the classes) and ``transpose_conv``, kernel 2s, stride s,
     padding s/2, where s is the backbone's total stride (32 for ResNet-18: the notes' 64/32/16).
@@ -41,7 +42,7 @@ class FCN(Segmenter):
             stage of ResNet-18), or 16 / 8 (its last one / two stages left out: finer masks).
         pretrained_backbone: when training starts (``setup("fit")``), copy the backbone's weights
             from the zoo's trained ``source`` (``zoo.load``, verified). A loaded FCN checkpoint
-            keeps its own weights; a resumed run gets its checkpoint's.
+            keeps its own weights; a resumed run gets its checkpoint's (:class:`~zoo.base.ClassifierBackbone`).
         **kwargs: :class:`~zoo.base.ImageModel`'s (num_classes: 11 by default, background first).
     """
 
@@ -71,18 +72,10 @@ class FCN(Segmenter):
         ))  # fmt: skip
         with torch.no_grad():
             self.head.transpose_conv.weight.copy_(bilinear_kernel(self.num_classes, self.num_classes, 2 * stride))
-        self._backbone_copied = False
+        self.copy_backbone_on_fit()
 
-    def setup(self, stage: str) -> None:
-        # Lightning calls setup before it restores a checkpoint: a resumed run ends with its own weights.
-        if stage == "fit" and self.pretrained_backbone and not self._backbone_copied:
-            from ..pretrained import load
-
-            trained = load(self.source, in_chans=self.in_chans)
-            keep = len(self.backbone)
-            state = {k: v for k, v in trained.backbone.state_dict().items() if int(k.split(".")[0]) < keep}
-            self.backbone.load_state_dict(state)
-            self._backbone_copied = True
+    def backbone_layers(self) -> nn.Module:
+        return self.backbone
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Per-pixel class scores (N, num_classes, H, W), H and W those of ``x``."""
