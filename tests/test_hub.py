@@ -84,7 +84,7 @@ def test_model_card_has_hub_metadata(tmp_path):
     assert config["recipe"]["optimizer"] == "sgd" and config["params"] == 203_530
 
 
-@pytest.mark.parametrize("name", ["lenet", "ssd_fmnist", "fcn"])
+@pytest.mark.parametrize("name", ["lenet", "ssd_fmnist", "faster_rcnn", "fcn"])
 def test_the_bundled_cards_code_runs_and_says_what_is_in_a_real_image(name, fmnist, capsys):
     """The card's snippet is what a user copies first: it must run on the model's own task."""
     from zoo.detection.scenes import make_scenes
@@ -218,7 +218,7 @@ def test_manifest_matches_the_real_files():
     assert (ROOT / "zoo" / "checkpoints.json").read_text() == top  # the package's copy is the same
     entries = read_manifest(ROOT / "checkpoints.json")
     bundled = {e["model"] for e in entries.values() if e["bundled"]}
-    assert bundled == {"softmax", "mlp", "lenet", "lenet_bn", "tiny_ssd", "ssd_fmnist", "fcn", "resnet18", "densenet"}
+    assert bundled == {"softmax", "mlp", "lenet", "lenet_bn", "tiny_ssd", "ssd_fmnist", "faster_rcnn", "fcn", "resnet18", "densenet"}
     total = 0
     for name in bundled:
         entry, folder = entries[name], BUNDLED_DIR / name

@@ -40,6 +40,8 @@ class Detector(ImageModel):
     #: New training scenes every epoch (FashionMNISTScenesDataModule's fresh_train) instead of the
     #: same ones each epoch.
     fresh_scenes: bool = False
+    #: Validation logs "val/loss" too (False where the loss exists only in training mode).
+    eval_loss: bool = True
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -81,7 +83,8 @@ class Detector(ImageModel):
     def _eval_step(self, batch: Any, stage: str) -> None:
         x, targets = batch
         outputs = self(x)  # one forward pass serves both the loss and the detections
-        self.log(f"{stage}/loss", self.loss(outputs, targets), prog_bar=stage == "val")
+        if self.eval_loss:
+            self.log(f"{stage}/loss", self.loss(outputs, targets), prog_bar=stage == "val")
         scale = float(self.input_size)
         preds = [{k: (v * scale if k == "boxes" else v) for k, v in d.items()} for d in self.decode(outputs)]
         truth = [{"boxes": t[t[:, 0] >= 0, 1:] * scale, "labels": t[t[:, 0] >= 0, 0].long()} for t in targets]

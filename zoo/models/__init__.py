@@ -10,6 +10,7 @@ from .resnet import ResNet
 from .densenet import DenseNet
 from .external import TimmClassifier
 from ..detection.tiny_ssd import SSDFashion, TinySSD
+from ..detection.faster_rcnn import FasterRCNN
 from ..segmentation.fcn import FCN
 
-__all__ = ["LinearRegression", "SoftmaxRegression", "MLP", "LeNet", "AlexNet", "VGG", "NiN", "GoogLeNet", "ResNet", "DenseNet", "TimmClassifier", "TinySSD", "SSDFashion", "FCN"]
+__all__ = ["LinearRegression", "SoftmaxRegression", "MLP", "LeNet", "AlexNet", "VGG", "NiN", "GoogLeNet", "ResNet", "DenseNet", "TimmClassifier", "TinySSD", "SSDFashion", "FasterRCNN", "FCN"]
