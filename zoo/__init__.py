@@ -6,6 +6,7 @@
     >>> net = zoo.create_model("lenet")          # fresh weights
     >>> net = zoo.load("lenet")                  # trained weights, eval mode, .preprocess, .label_names
     >>> zoo.finetune("lenet_bn", "my_images/")   # the measured fine-tuning recipe (zoo.FinetuneRecipe)
+    >>> image, _ = zoo.stylize("photo.jpg", "texture.png")   # neural style transfer (zoo.StyleTransfer)
 """
 
 from .registry import ModelSpec, get_spec, list_models, register_model
@@ -19,6 +20,7 @@ from .pretrained import WeightsInfo, WeightsNotFoundError, get_weights, load
 from .factory import create_model
 from .finetuning import FineTuner, compare_with_scratch, finetune
 from .features import FeatureExtractor
+from .style import StyleTransfer, stylize
 from . import models  # noqa: F401  (registers every model)
 
 __version__ = "0.1.0"
@@ -33,6 +35,8 @@ __all__ = [
     "Preprocess",
     "PhotoSteps",
     "FeatureExtractor",
+    "StyleTransfer",
+    "stylize",
     "FineTuner",
     "FinetuneRecipe",
     "finetune",

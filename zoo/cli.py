@@ -1,4 +1,4 @@
-"""The ``zoo`` command: ``zoo list | train | eval | finetune | predict | export | serve | demo | push``."""
+"""The ``zoo`` command: ``zoo list | train | eval | finetune | predict | export | serve | demo | push | stylize``."""
 
 from __future__ import annotations
 
@@ -266,6 +266,37 @@ def _add_push(sub, common) -> None:
     p.add_argument("--no-manifest", action="store_true", help="do not pin the new revision in checkpoints.json")
 
 
+def _finite(value: str) -> float:
+    """An argparse type: a finite number of at least 0 (a loss weight)."""
+    number = float(value)
+    if not (number >= 0 and number != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {value}")
+    return number
+
+
+def _add_stylize(sub, common) -> None:
+    from .style import DEFAULT_FEATURES, DEFAULT_LR, DEFAULT_STEPS
+
+    p = sub.add_parser("stylize", parents=[common], help="neural style transfer: CONTENT painted in the style of STYLE (ch. 14.12)")
+    p.add_argument("content", help="the content image")
+    p.add_argument("style", help="the style image")
+    p.add_argument("--out", help="the result, a PNG (default: <content>.stylized.png in the working directory)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
+    p.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, help="Adam steps on the pixels")
+    p.add_argument("--size", type=positive_int, default=256, help="pixels on the long side of the result")
+    p.add_argument("--content-weight", type=_finite, default=1.0)
+    p.add_argument("--style-weight", type=_finite, default=1e4)
+    p.add_argument("--tv-weight", type=_finite, default=10.0, help="total-variation weight (smoothness)")
+    p.add_argument("--lr", type=_finite, default=DEFAULT_LR, help="Adam's learning rate on the pixels")
+    p.add_argument("--seed", type=int, default=0, help="seeds the run and a random feature network")
+    p.add_argument("--features", default=DEFAULT_FEATURES,
+                   help="the feature network: vgg19-random, a zoo classifier (resnet18, ...), or timm:vgg19 with --timm-weights")
+    p.add_argument("--timm-weights", help="ImageNet weights on disk for --features timm:<name> (.safetensors or a torch state dict)")
+    p.add_argument("--device", type=_device, default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--precision", choices=PRECISIONS, default="32-true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``zoo`` command's parser: one sub-parser per command, each built by its ``_add_<command>``."""
     parser = argparse.ArgumentParser(prog="zoo", description="The networks of Dive into Deep Learning, trained on Fashion-MNIST.")
@@ -285,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub, common, loading, photo)
     _add_demo(sub, common, photo)
     _add_push(sub, common)
+    _add_stylize(sub, common)
     return parser
 
 
@@ -596,6 +628,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stylize(args: argparse.Namespace) -> int:
+    import io
+    from pathlib import Path
+
+    import torch
+
+    from .style import stylize
+
+    out = Path(args.out or f"{Path(args.content).stem}.stylized.png")
+    if out.exists() and not args.force:
+        raise ValueError(f"{out} exists; pass --force to replace it, or choose another --out")
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out {out}: the result is written as a PNG; give a name ending in .png")
+    _check_device(args.device)
+    device = torch.device(args.device)
+    image, m = stylize(args.content, args.style, steps=args.steps, size=args.size, features=args.features, seed=args.seed,
+                       content_weight=args.content_weight, style_weight=args.style_weight, tv_weight=args.tv_weight,
+                       lr=args.lr, timm_weights=args.timm_weights, accelerator="gpu" if device.type == "cuda" else "cpu",
+                       precision=args.precision, progress_bar=not args.no_progress)  # fmt: skip
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    write_text_replacing(out, buf.getvalue())  # a failed write leaves no torn file
+    print(f"wrote {out} ({image.width}x{image.height}, {args.steps} steps in {m['seconds']:.0f} s; style distance "
+          f"{m['start_style']:.3g} -> {m['style']:.3g}, content distance {m['content']:.3g})")  # fmt: skip
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -607,7 +666,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         commands = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "finetune": cmd_finetune, "predict": cmd_predict, "export": cmd_export, "push": cmd_push,
-                    "serve": cmd_serve, "demo": cmd_demo}  # fmt: skip
+                    "serve": cmd_serve, "demo": cmd_demo, "stylize": cmd_stylize}  # fmt: skip
         return commands[args.command](args)
     except (KeyError, DataNotFoundError, CorruptDataError, OSError, ValueError, TrainingDiverged, MissingExtraError) as err:  # FolderError is a ValueError
         # Bad input, or a file that cannot be read or written (OSError: a folder, a full disk):

@@ -104,8 +104,8 @@ def keep_freed_memory_in_heap() -> bool:
     return bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 30) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
 
 
-def write_text_replacing(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file beside it and a rename: an error half-way
+def write_text_replacing(path: Path, text: str | bytes) -> None:
+    """Write ``text`` (or bytes) to ``path`` through a temporary file beside it and a rename: an error half-way
     (a name that cannot be encoded, a full disk) leaves the old file whole, never an empty or torn
     one. A folder, device or pipe at ``path`` is refused, never renamed over."""
     import tempfile
@@ -115,7 +115,7 @@ def write_text_replacing(path: Path, text: str) -> None:
         raise ValueError(f"{path} is not a regular file; give the path of a file to write")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as f:
             f.write(text)
         os.replace(tmp, path)
     except BaseException:
