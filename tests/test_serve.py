@@ -140,6 +140,47 @@ def test_an_oversized_upload_is_refused(lenet_server):
     assert response.status_code == 413
 
 
+def test_hostile_bodies_get_one_clear_answer_and_no_traceback(lenet_server):
+    from hostile_files import bomb_png
+
+    post = lambda **kw: httpx.post(lenet_server.url + "/predict", timeout=60, **kw)  # noqa: E731
+    bomb = post(files={"image": ("bomb.png", bomb_png(13000, 13000), "image/png")})  # 0.5 MB on the wire, 0.5 GB decoded
+    assert bomb.status_code == 400 and "over the zoo's limit" in bomb.json()["detail"], bomb.text
+    no_boundary = post(content=b"--x\r\n\r\nabc", headers={"content-type": "multipart/form-data"})
+    assert no_boundary.status_code == 400 and "boundary" in no_boundary.json()["detail"], no_boundary.text
+    deep = post(content=b"[" * 100_000 + b"]" * 100_000, headers={"content-type": "application/json"})
+    assert deep.status_code == 400 and "nested" in deep.json()["detail"], deep.text
+    big_json = post(content=b'{"image": "' + b"A" * (12 * 2**20) + b'"}', headers={"content-type": "application/json"})
+    assert big_json.status_code == 413, big_json.text
+
+
+def test_slow_clients_are_cut_off_and_the_connection_limit_answers_503():
+    # Sockets that send half a request and stall (slowloris) must not stay open, nor starve others.
+    server = Server("lenet", "--read-timeout", "2", "--max-connections", "4")
+    stalled = []
+    try:
+        for i in range(4):
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            # Half of them stop inside the headers, half inside a body they promised.
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n" if i % 2 else
+                         b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+            stalled.append(sock)
+        time.sleep(0.5)
+        assert httpx.get(server.url + "/health", timeout=10).status_code == 503  # over the connection limit
+        for sock in stalled:
+            sock.settimeout(30)
+            try:
+                assert sock.recv(65536) == b""  # the server closed it: read timeout
+            except ConnectionResetError:
+                pass
+        assert httpx.get(server.url + "/health", timeout=10).text == "ok"  # room again
+    finally:
+        for sock in stalled:
+            sock.close()
+        log = server.stop()
+    assert "Traceback" not in log, log[-3000:]
+
+
 def test_concurrent_clients_are_batched_and_each_gets_its_own_answer(lenet_server, images):
     from PIL import Image
 

@@ -242,11 +242,15 @@ def _add_serve(sub, common, loading, photo) -> None:
     p.add_argument("--port", type=_port, default=8000)
     p.add_argument("--device", type=_device, default="cpu", help="cpu or cuda")
     p.add_argument("--max-batch-size", type=positive_int, default=16, help="requests batched into one forward pass")
-    p.add_argument("--batch-timeout", type=float, default=0.01, help="seconds to wait for a batch to fill")
+    p.add_argument("--batch-timeout", type=_finite, default=0.01, help="seconds to wait for a batch to fill")
     p.add_argument("--workers", type=positive_int, default=1, help="model workers (processes) on the device")
     p.add_argument("--top-k", type=positive_int, default=5, help="classes returned unless a request asks for top_k")
     p.add_argument("--min-score", type=float, default=0.5, help="detectors: lowest score returned unless a request asks")
-    p.add_argument("--max-upload-mb", type=float, default=None, help="largest request body in MiB (default 10); larger gets 413")
+    p.add_argument("--max-upload-mb", type=_positive, default=None, help="largest request body in MiB (default 10); larger gets 413")
+    p.add_argument("--read-timeout", type=_positive, default=None, help="seconds a client has to send a whole request "
+                   "(default 30); a connection still sending then is closed")  # fmt: skip
+    p.add_argument("--max-connections", type=positive_int, default=None, help="open connections at once (default 64); "
+                   "a request over it gets 503")  # fmt: skip
 
 
 def _add_demo(sub, common, photo) -> None:
@@ -264,6 +268,14 @@ def _add_push(sub, common) -> None:
     p.add_argument("--private", action="store_true")
     p.add_argument("--token", help="Hub token (default: HF_TOKEN or the saved login)")
     p.add_argument("--no-manifest", action="store_true", help="do not pin the new revision in checkpoints.json")
+
+
+def _positive(value: str) -> float:
+    """An argparse type: a finite number above 0 (a size, a time)."""
+    number = float(value)
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {value}")
+    return number
 
 
 def _finite(value: str) -> float:
@@ -324,8 +336,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     serve = _import_extra("zoo.serve", "serve")
     from .pretrained import load
 
-    if args.max_upload_mb is not None and args.max_upload_mb <= 0:
-        raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
     _check_device(args.device)
     model = load(args.model, trust_unverified=args.trust_unverified)  # fails here, in one line, before any worker starts
     _apply_photo_flags(model, args)
@@ -337,7 +347,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"serving {model.model_name} on http://{args.host}:{args.port}: POST /predict (an image), GET /health, GET /info; "
           "Ctrl+C stops", flush=True)  # fmt: skip
     server.run(host=args.host, port=args.port, generate_client_file=False, log_level="info" if args.verbose else "warning",
-               num_api_servers=1)  # fmt: skip
+               num_api_servers=1, **serve.connection_limits(read_timeout=args.read_timeout, max_connections=args.max_connections))  # fmt: skip
     return 0
 
 

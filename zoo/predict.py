@@ -1,8 +1,9 @@
 """Prediction over many images: files, folders (recursive) and globs, read in batches. The engine
 behind ``zoo predict``; every record is a plain dict, written as a table, CSV or JSON.
 
-An image that cannot be read (missing, not an image, truncated, over PIL's decompression-bomb
-limit) is reported through ``on_skip`` and left out; the others are still predicted.
+An image that cannot be read (missing, not an image, truncated, over the zoo's size limit
+:data:`zoo.data.images.MAX_PIXELS`) is reported through ``on_skip`` and left out; the others are
+still predicted.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import glob
 import io
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -43,9 +45,11 @@ def made_by_zoo(path: str | Path) -> bool:
     if not str(path).lower().endswith(OUTPUT_SUFFIXES):
         return False
     try:
-        with Image.open(path) as img:
-            return getattr(img, "text", {}).get(ZOO_MARK[0]) == ZOO_MARK[1]
-    except (OSError, ValueError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:  # the header alone: the mark is written before the pixels
+                return img.info.get(ZOO_MARK[0]) == ZOO_MARK[1]
+    except (OSError, ValueError, Image.DecompressionBombError):
         return False
 
 
@@ -81,15 +85,15 @@ def expand_inputs(items: Iterable[str], on_skip: Skip) -> list[str]:
 
 def read_image(path: str | Any, on_skip: Skip, *, name: str | None = None) -> Image.Image | None:
     """The image at ``path`` (or in a binary file object), fully read, or None (after
-    ``on_skip(name or path, why)``) when it cannot be read: not an image, truncated, or over PIL's
-    decompression-bomb limit."""
+    ``on_skip(name or path, why)``) when it cannot be read: not an image, truncated, or over the
+    zoo's size limit (:func:`zoo.data.images.open_image`, the reader every command shares)."""
+    from .data.images import open_image
+
     try:
-        with Image.open(path) as img:
-            img.load()
-            return img.copy()
+        return open_image(path)
     except UnidentifiedImageError:
         on_skip(name or str(path), "not an image file (PIL does not know its format)")
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
+    except (OSError, ValueError) as err:  # ImageTooLarge is a ValueError
         on_skip(name or str(path), str(err) or type(err).__name__)
     return None
 

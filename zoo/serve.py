@@ -10,7 +10,10 @@
 
 Requests from different clients are batched (``max_batch_size`` images, waiting at most
 ``batch_timeout`` seconds to fill a batch). A request that is not a readable image gets a 400
-with the reason; a body over ``max_upload_mb`` gets a 413 before it is read. The preprocessing is
+with the reason (an image over 64 megapixels is one: :mod:`zoo.data.images`); a body over
+``max_upload_mb`` gets a 413 before it is read. A client that has not sent a whole request
+``read_timeout`` seconds after it connected is cut off, and a request over ``max_connections``
+open connections gets a 503 (:func:`connection_limits`). The preprocessing is
 the model's own (``zoo.load(...).preprocess``, photo steps included), as in ``zoo predict``.
 """
 
@@ -23,10 +26,18 @@ import json
 import math
 from typing import Any
 
-__all__ = ["ZooAPI", "build_server", "model_metadata", "DEFAULT_MAX_UPLOAD_MB"]
+__all__ = ["ZooAPI", "build_server", "connection_limits", "model_metadata", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_READ_TIMEOUT",
+           "DEFAULT_MAX_CONNECTIONS"]
 
 #: The largest request body accepted, in MiB: a 12-megapixel JPEG is 3-8 MiB.
 DEFAULT_MAX_UPLOAD_MB = 10
+
+#: Seconds a client has to send a whole request (headers and body) once it has connected or begun
+#: one: a 10 MiB upload at 3 Mbit/s takes 28 s. A connection still sending then is closed.
+DEFAULT_READ_TIMEOUT = 30.0
+
+#: Connections open at once; a request beyond them gets a 503 (uvicorn's ``limit_concurrency``).
+DEFAULT_MAX_CONNECTIONS = 64
 
 #: What a client should send, for every 400 and 415.
 SEND_HOW = "send multipart/form-data with one image file (any field name: 'image', 'file'...), or JSON {\"image\": \"<base64 of the image file>\"}"
@@ -176,29 +187,34 @@ def _number(options: Any, key: str, kind: type, default: Any, *, low: float) -> 
 
 
 class RequestCheck:
-    """ASGI middleware: a POST to the predict path must be a form or valid JSON. Anything else gets
-    a 415 or 400 that says what to send (LitServe would answer 500 after logging a traceback)."""
+    """ASGI middleware: a POST to the predict path must be a form with a boundary or valid JSON
+    within the size limit. Anything else gets a 413, 415 or 400 that says what to send (LitServe
+    would answer 500 after logging a traceback)."""
 
     FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
 
-    def __init__(self, app: Any, path: str = "/predict") -> None:
-        self.app, self.path = app, path
+    def __init__(self, app: Any, path: str = "/predict", max_bytes: int | None = None) -> None:
+        self.app, self.path, self.max_bytes = app, path, max_bytes
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
             return await self.app(scope, receive, send)
-        ctype = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+        headers = dict(scope["headers"])
+        ctype, _, params = headers.get(b"content-type", b"").decode("latin-1").partition(";")
+        ctype = ctype.strip().lower()
+        if ctype == "multipart/form-data" and "boundary=" not in params.lower():
+            return await _reply(scope, receive, send, 400, "multipart/form-data without a boundary: " + SEND_HOW)
         if ctype in self.FORMS:
             return await self.app(scope, receive, send)
         if ctype != "application/json":
             return await _reply(scope, receive, send, 415, f"content type {ctype or 'none'!r}: " + SEND_HOW)
-        body, more = b"", True
-        while more:  # the size limit (an outer middleware) has already been applied
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body = await self._read(receive)
+        if body is None:
+            return await _reply(scope, receive, send, 413, f"the body is over the server's limit of {self.max_bytes:,} bytes")
         try:
             json.loads(body)
+        except RecursionError:
+            return await _reply(scope, receive, send, 400, "the JSON is nested too deeply: " + SEND_HOW)
         except ValueError:
             return await _reply(scope, receive, send, 400, "the body is not valid JSON: " + SEND_HOW)
         sent = False
@@ -211,6 +227,25 @@ class RequestCheck:
             return await receive()
 
         return await self.app(scope, replay, send)
+
+    async def _read(self, receive: Any) -> bytes | None:
+        """The whole body, or None once it passes ``max_bytes`` (not read further)."""
+        from starlette.exceptions import HTTPException as Refused
+
+        chunks, size, more = [], 0, True
+        while more:
+            try:
+                message = await receive()
+            except Refused as err:  # LitServe's size check, outside this middleware, counts first
+                if err.status_code == 413:
+                    return None
+                raise
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if self.max_bytes is not None and size > self.max_bytes:
+                return None
+            more = message.get("more_body", False)
+        return b"".join(chunks)
 
 
 
@@ -226,5 +261,52 @@ def build_server(model: Any, api: ZooAPI, *, accelerator: str = "cpu", workers: 
     return ls.LitServer(api, accelerator=accelerator, devices=1, workers_per_device=workers, timeout=timeout,
                         model_metadata={**model_metadata(model), "max_batch_size": api.max_batch_size,
                                         "max_upload_mb": max_upload_mb},
-                        max_payload_size=int(max_upload_mb * 1024 * 1024), middlewares=[(RequestCheck, {"path": api.api_path})])  # fmt: skip
+                        max_payload_size=int(max_upload_mb * 1024 * 1024),
+                        middlewares=[(RequestCheck, {"path": api.api_path, "max_bytes": int(max_upload_mb * 1024 * 1024)})])  # fmt: skip
+
+
+def connection_limits(*, read_timeout: float | None = None, max_connections: int | None = None) -> dict[str, Any]:
+    """uvicorn settings (for ``LitServer.run``) that keep slow or many clients from holding the
+    server: a request must arrive whole within ``read_timeout`` seconds, and at most
+    ``max_connections`` connections are served at once (a request beyond them gets a 503)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class ReadDeadline(HttpToolsProtocol):
+        """Closes a connection that has not sent a whole request ``read_timeout`` seconds after it
+        connected or began one (uvicorn times out only idle keep-alive connections)."""
+
+        timeout = read_timeout or DEFAULT_READ_TIMEOUT
+
+        def connection_made(self, transport: Any) -> None:
+            self.deadline = None
+            super().connection_made(transport)
+            self._arm()
+
+        def _arm(self) -> None:
+            self._disarm()
+            self.deadline = self.loop.call_later(self.timeout, self._expire)
+
+        def _disarm(self) -> None:
+            if self.deadline is not None:
+                self.deadline.cancel()
+                self.deadline = None
+
+        def _expire(self) -> None:
+            self.deadline = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._disarm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return {"http": ReadDeadline, "limit_concurrency": max_connections or DEFAULT_MAX_CONNECTIONS}
 

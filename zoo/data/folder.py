@@ -139,15 +139,15 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     # ---------------------------------------------------------------------------------- loading
     def _load(self, files: dict[str, list[Path]], class_index: dict[str, int]) -> tuple[list[torch.Tensor], list[int], dict[str, int]]:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import UnidentifiedImageError
+
+        from .images import open_image
 
         images, labels, per_class = [], [], {}
         for name, paths in files.items():
             for path in paths:
                 try:
-                    with Image.open(path) as img:
-                        img.load()
-                        images.append(self._decode(img)[0])
+                    images.append(self._decode(open_image(path))[0])
                 except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
                     if self.strict:
                         raise FolderError(f"cannot read image {path}: {err}") from err
