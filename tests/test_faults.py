@@ -173,7 +173,7 @@ def test_a_folder_named_like_a_model_does_not_shadow_it(tmp_path, monkeypatch):
         (lambda c: [c], "must be an object"),
         (lambda c: {**c, "kwargs": None}, "must be an object"),
         (lambda c: {**c, "kwargs": {**c["kwargs"], "dropout_rate": 0.5}}, "kwargs do not build softmax"),
-        (lambda c: {**c, "kwargs": {**c["kwargs"], "input_size": 12000}}, "input_size must be an integer from 8 to 1024"),
+        (lambda c: {**c, "kwargs": {**c["kwargs"], "input_size": 12000}}, "input_size must be an integer from 8 to 1,024"),
         (lambda c: {k: v for k, v in c.items() if k != "sha256"}, "records no sha256"),
     ],
 )

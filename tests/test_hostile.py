@@ -6,6 +6,11 @@ Memory cases assert a refusal (the one line that names the limit), never a timin
 from __future__ import annotations
 
 import io
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,3 +96,127 @@ def test_serve_refuses_limits_that_are_no_limits_in_one_line(flag, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert f"argument {flag[0]}" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ 2. untrusted checkpoint folders
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _copy(tmp_path: Path, name: str = "lenet", as_name: str | None = None) -> Path:
+    dst = tmp_path / (as_name or f"{name}-copy")
+    shutil.copytree(ROOT / "zoo" / "weights" / name, dst)
+    return dst
+
+
+def _edit(folder: Path, change) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(change(config)))
+
+
+def _resign(folder: Path, change_weights=None) -> None:
+    """Change the weights (or not) and write their new sha256 into config.json, as an attacker would."""
+    from safetensors.torch import load_file, save_file
+
+    from zoo.checkpoint import sha256_file
+
+    if change_weights is not None:
+        path = str(folder / "model.safetensors")
+        save_file(change_weights(load_file(path)), path)
+    _edit(folder, lambda c: {**c, "sha256": sha256_file(folder / "model.safetensors")})
+
+
+def _kwargs(**more):
+    return lambda c: {**c, "kwargs": {**c["kwargs"], **more}}
+
+
+def test_a_config_asking_for_a_huge_model_is_refused_before_anything_is_allocated(tmp_path):
+    huge = [(_copy(tmp_path, "mlp", "mlp-wide"), _kwargs(hidden=[2_000_000])),  # 6.8 GB of weights
+            (_copy(tmp_path, "lenet", "many-classes"), _kwargs(num_classes=10**12, label_names=None)),
+            (_copy(tmp_path, "lenet", "vgg-big"), lambda c: {**c, "model": "vgg11", "kwargs": {"input_size": 1024}})]  # fmt: skip
+    for folder, change in huge:
+        _edit(folder, change)
+    # The process's own peak (VmHWM starts afresh at exec; getrusage's would include the forking worker's).
+    script = ("import sys, zoo\nfrom zoo.checkpoint import CheckpointError\nfor f in sys.argv[1:]:\n"
+              "    try:\n        zoo.load(f)\n        print('LOADED', f)\n    except CheckpointError as e:\n        print('REFUSED', e)\n"
+              "print([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", script, *[str(f) for f, _ in huge]], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+    assert out.stdout.count("REFUSED") == 3, out.stdout
+    peak_kib = int(out.stdout.split("VmHWM:")[1].split()[0])
+    assert peak_kib < 1_500_000, f"peak {peak_kib / 1e6:.1f} GB: something was allocated"
+
+
+@pytest.mark.parametrize("make", ["dev_zero", "fifo", "oversized"])
+def test_only_regular_files_are_read_and_up_to_a_size(tmp_path, make):
+    folder = _copy(tmp_path)
+    weights = folder / "model.safetensors"
+    weights.unlink()
+    if make == "dev_zero":
+        weights.symlink_to("/dev/zero")  # reads until memory runs out
+    elif make == "fifo":
+        os.mkfifo(weights)  # blocks a reader forever
+    else:
+        with open(weights, "wb") as f:  # sparse: no disk used
+            f.truncate(3 * 2**30)
+    script = "import sys, zoo\nzoo.load(sys.argv[1])\n"
+    out = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert out.returncode == 1 and "CheckpointError" in out.stderr, out.stderr[-2000:]
+    words = {"dev_zero": "not a regular file", "fifo": "not a regular file", "oversized": "over the limit"}[make]
+    assert words in out.stderr.splitlines()[-1], out.stderr[-2000:]
+
+
+def test_a_link_to_a_regular_file_still_loads(tmp_path):
+    # The Hugging Face cache is made of such links (snapshots/<rev>/model.safetensors -> ../../blobs/<hash>).
+    folder = _copy(tmp_path)
+    blob = tmp_path / "blob"
+    (folder / "model.safetensors").rename(blob)
+    (folder / "model.safetensors").symlink_to(blob)
+    assert zoo.load(str(folder)).model_name == "lenet"
+
+
+@pytest.mark.parametrize(
+    "tamper, match",
+    [
+        (None, "nested too deeply"),  # config.json is "[[[[...]]]]", 100,000 deep
+        (_kwargs(hidden=[-1]), "kwargs do not build mlp"),
+        (_kwargs(hidden=[10**13]), "does not fit"),
+        (_kwargs(hidden=[1e13]), "kwargs do not build mlp"),
+        (_kwargs(std=[0.0]), "std"),
+        (_kwargs(mean=[float("nan")]), "mean"),
+        (_kwargs(std=[float("inf")]), "std"),
+    ],
+)
+def test_tampered_configs_are_one_checkpoint_error(tmp_path, tamper, match):
+    from zoo.checkpoint import CheckpointError
+
+    folder = _copy(tmp_path, "mlp")
+    if tamper is None:
+        (folder / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    else:
+        _edit(folder, tamper)
+    with pytest.raises(CheckpointError, match=match):
+        zoo.load(str(folder))
+
+
+def test_non_finite_weights_signed_again_are_refused(tmp_path, capsys):
+    from zoo.checkpoint import CheckpointError
+
+    folder = _copy(tmp_path)
+    _resign(folder, lambda state: {k: v.fill_(float("nan")) if k.endswith("weight") else v for k, v in state.items()})
+    with pytest.raises(CheckpointError, match="not finite"):
+        zoo.load(str(folder))
+    assert main(["predict", "--model", str(folder), str(ROOT / "docs")]) == 2
+    assert "not finite" in capsys.readouterr().err
+
+
+def test_a_folder_of_another_model_under_a_registered_name_is_refused(tmp_path, monkeypatch):
+    from zoo.checkpoint import CheckpointError
+
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
+    store = tmp_path / "home" / "checkpoints"
+    store.mkdir(parents=True)
+    _copy(tmp_path, "lenet").rename(store / "softmax")  # a LeNet filed under softmax
+    with pytest.raises(CheckpointError, match="holds a 'lenet', not a 'softmax'"):
+        zoo.load("softmax", source="store")

@@ -11,11 +11,13 @@ A checkpoint folder is what goes to the Hugging Face Hub:
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -148,6 +150,10 @@ def _verify(data: bytes, expected: str | None, where: Path, what: str) -> str:
 #: size the model (and the forward pass that sizes its linear layers) before any weight is read.
 MAX_INPUT_SIZE = 1024
 
+#: Most classes a checkpoint's config may ask for (ImageNet-21k has 21,843): the label names of
+#: 10**12 classes alone would fill the memory.
+MAX_CLASSES = 100_000
+
 #: How long a reader waits for a save that is swapping the folder in (its two renames take
 #: microseconds; the margin is for a loaded machine).
 SWAP_WAIT_S = 2.0
@@ -156,6 +162,34 @@ SWAP_WAIT_S = 2.0
 def _saving(folder: Path) -> bool:
     """Is a save of ``folder`` under way? (its finished copy waits beside it as ``.NAME-*``)"""
     return any(folder.parent.glob(f".{glob.escape(folder.name)}-*"))
+
+
+#: The largest config.json and model.safetensors read: a file over them is refused unread (the
+#: biggest zoo weights, VGG-11 at 224 px in float32, are about 0.5 GB).
+MAX_CONFIG_BYTES = 1 << 20
+MAX_WEIGHTS_BYTES = 2 << 30
+
+
+def _read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of ``path`` if it is a regular file (links followed: the Hugging Face cache is
+    made of them) of at most ``limit`` bytes. A device (a link to /dev/zero), a FIFO (which would
+    block a reader forever) or a larger file is refused before a byte is read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # non-blocking: opening a FIFO must not wait for a writer
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+        if not stat.S_ISREG(info.st_mode):
+            raise CheckpointError(f"{path} is not a regular file (a device, FIFO or socket): refused unread")
+        if info.st_size > limit:
+            raise CheckpointError(f"{path} is {info.st_size:,} bytes, over the limit of {limit:,} for a zoo {path.name}")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:  # it grew after the check
+            raise CheckpointError(f"{path} is over the limit of {limit:,} bytes for a zoo {path.name}")
+        return data
+    finally:
+        os.close(fd)
 
 
 def _read_pair(folder: Path) -> tuple[str, bytes]:
@@ -168,7 +202,8 @@ def _read_pair(folder: Path) -> tuple[str, bytes]:
     deadline, reread = time.monotonic() + SWAP_WAIT_S, False
     while True:
         try:
-            return (folder / CONFIG_NAME).read_text(errors="replace"), (folder / WEIGHTS_NAME).read_bytes()
+            config = _read_regular(folder / CONFIG_NAME, MAX_CONFIG_BYTES).decode(errors="replace")
+            return config, _read_regular(folder / WEIGHTS_NAME, MAX_WEIGHTS_BYTES)
         except (FileNotFoundError, NotADirectoryError) as err:
             # A save under way, or one that finished (and tidied up) since the failed read: the
             # folder is back, so read it once more. A folder that really lacks a file fails then.
@@ -185,15 +220,52 @@ def _read_pair(folder: Path) -> tuple[str, bytes]:
             raise CheckpointError(f"cannot read the checkpoint folder {folder}: {err}") from None
 
 
-def load_checkpoint(folder: str | os.PathLike, *, expected_sha256: str | None = None, trust_unverified: bool = False) -> Any:
+def load_checkpoint(folder: str | os.PathLike, *, expected_sha256: str | None = None, trust_unverified: bool = False,
+                    model_name: str | None = None) -> Any:  # fmt: skip
     """Rebuild the model a checkpoint folder describes and load its weights strictly.
 
     Nothing of the folder is used before it is checked: the weights must match a sha256 (the
     manifest's ``expected_sha256``, and the one config.json records, which must be there unless
-    ``trust_unverified=True``), and config.json must be an object naming a registered model with
-    plain constructor arguments in range. Every failure is a :class:`CheckpointError` naming the file.
+    ``trust_unverified=True``), config.json must be an object naming a registered model (the one
+    asked for, with ``model_name``) with plain constructor arguments in range, and the model they
+    build must have the stored tensors' shapes, checked on the ``meta`` device before a real
+    parameter is allocated. Weights that are not finite are refused. Every failure is a
+    :class:`CheckpointError` naming the file.
     """
     folder = Path(folder)
+    config, data = _read_verified(folder, expected_sha256=expected_sha256, trust_unverified=trust_unverified)
+    config_path, weights = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    name, kwargs = config["model"], config["kwargs"]
+    if model_name is not None and name != model_name:
+        raise CheckpointError(f"{folder} holds a {name!r}, not a {model_name!r} (its {CONFIG_NAME} says so): "
+                              f"it is filed under the wrong name")  # fmt: skip
+    try:
+        get_spec(name)
+    except KeyError as err:
+        raise CheckpointError(f"{config_path} names the architecture {name!r}, which this zoo does not have: {err.args[0]}") from None
+    for key, low, high in (("input_size", 8, MAX_INPUT_SIZE), ("num_classes", 1, MAX_CLASSES)):
+        value = kwargs.get(key)
+        if value is not None and not (isinstance(value, int) and low <= value <= high):
+            raise CheckpointError(f"{config_path}: {key} must be an integer from {low} to {high:,}, got {value!r}")
+    try:
+        steps = PhotoSteps.from_dict(config["preprocess"]) if "preprocess" in config else None
+    except ValueError as err:
+        raise CheckpointError(f"{config_path}: {err}") from None
+    stored = _read_tensors(data, weights)
+    with torch.device("meta"):  # the shapes the kwargs ask for, with nothing allocated
+        skeleton = _build(name, kwargs, config_path)
+    load_strict(skeleton, stored, where=str(weights), check_only=True)
+    model = _build(name, kwargs, config_path)
+    _load_stored(model, stored, weights)
+    if steps is not None:  # folders saved before the steps existed keep the model's default
+        model.photo_steps = steps
+    model.checkpoint = {"path": str(folder), "sha256": config.get("sha256"), "metrics": config.get("metrics", {})}
+    return model
+
+
+def _read_verified(folder: Path, *, expected_sha256: str | None, trust_unverified: bool) -> tuple[dict[str, Any], bytes]:
+    """config.json (an object with a model name and kwargs) and the weights' bytes, which match
+    the manifest's and config.json's sha256."""
     config_path, weights = folder / CONFIG_NAME, folder / WEIGHTS_NAME
     for attempt in range(3):
         text, data = _read_pair(folder)
@@ -201,6 +273,8 @@ def load_checkpoint(folder: str | os.PathLike, *, expected_sha256: str | None = 
             config = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise CheckpointError(f"{config_path} is not a zoo config (not JSON: {err})") from None
+        except RecursionError:
+            raise CheckpointError(f"{config_path} is not a zoo config: its JSON is nested too deeply") from None
         if not isinstance(config, dict) or not isinstance(config.get("model"), str) or not isinstance(config.get("kwargs"), dict):
             raise CheckpointError(f"{config_path} is not a zoo config: it must be an object with a \"model\" name and "
                                   "\"kwargs\" (an object of constructor arguments)")  # fmt: skip
@@ -210,51 +284,54 @@ def load_checkpoint(folder: str | os.PathLike, *, expected_sha256: str | None = 
                                   "load it with trust_unverified=True (zoo: --trust-unverified) only if you trust its source")  # fmt: skip
         try:
             _verify(data, config.get("sha256"), weights, CONFIG_NAME)
-            break
+            return config, data
         except CheckpointError:
             # A save that replaced the folder between our two reads is not tampering: its
             # config.json has changed too. Read the new pair.
             if attempt < 2 and _read_pair(folder)[0] != text:
                 continue
             raise
-    name, kwargs = config["model"], config["kwargs"]
+    raise AssertionError("unreachable")
+
+
+def _build(name: str, kwargs: dict[str, Any], config_path: Path) -> Any:
     try:
-        get_spec(name)
-    except KeyError as err:
-        raise CheckpointError(f"{config_path} names the architecture {name!r}, which this zoo does not have: {err.args[0]}") from None
-    size = kwargs.get("input_size")
-    if size is not None and not (isinstance(size, int) and 8 <= size <= MAX_INPUT_SIZE):
-        raise CheckpointError(f"{config_path}: input_size must be an integer from 8 to {MAX_INPUT_SIZE}, got {size!r}")
-    try:
-        steps = PhotoSteps.from_dict(config["preprocess"]) if "preprocess" in config else None
-    except ValueError as err:
-        raise CheckpointError(f"{config_path}: {err}") from None
-    try:
-        model = build_model(name, **kwargs)
-    except (TypeError, ValueError) as err:
+        return build_model(name, **kwargs)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as err:  # RuntimeError: torch refuses a negative size
         raise CheckpointError(f"{config_path}: its kwargs do not build {name}: {err}") from None
-    load_weights(model, data, where=weights)
-    if steps is not None:  # folders saved before the steps existed keep the model's default
-        model.photo_steps = steps
-    model.checkpoint = {"path": str(folder), "sha256": config.get("sha256"), "metrics": config.get("metrics", {})}
-    return model
 
 
 def load_weights(model: torch.nn.Module, weights: str | os.PathLike | bytes, *, where: str | os.PathLike | None = None) -> None:
     """Load a safetensors file (a path, or its bytes) into ``model`` strictly; tensors stored as
     float16 (config "dtype") come back in the model's own float32."""
-    own = model.state_dict()
     where = where or ("<bytes>" if isinstance(weights, bytes) else weights)
+    _load_stored(model, _read_tensors(weights, where), where)
+
+
+def _read_tensors(weights: str | os.PathLike | bytes, where: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file (a path or its bytes); non-finite values are refused, so
+    no NaN weights ever reach a prediction, an export or the Hub."""
     try:
         stored = safetensors_load(weights) if isinstance(weights, bytes) else load_file(str(weights))
     except Exception as err:  # safetensors' SafetensorError (truncated, not safetensors), OSError
         raise CheckpointError(f"{where} is not a readable safetensors file ({type(err).__name__}: {err})") from None
+    bad = [k for k, v in stored.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{where}: {len(bad)} tensor(s) are not finite (NaN or inf), e.g. {bad[:3]}: "
+                              "these weights cannot give a meaningful prediction")  # fmt: skip
+    return stored
+
+
+def _load_stored(model: torch.nn.Module, stored: dict[str, torch.Tensor], where: str | os.PathLike) -> None:
+    own = model.state_dict()
     state = {k: v.to(own[k].dtype) if k in own and v.is_floating_point() else v for k, v in stored.items()}
     load_strict(model, state, where=str(where))
 
 
-def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], *, where: str, skip_prefix: str | None = None) -> None:
-    """load_state_dict(strict=True), with a message that names what does not fit."""
+def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], *, where: str, skip_prefix: str | None = None,
+                check_only: bool = False) -> None:  # fmt: skip
+    """load_state_dict(strict=True), with a message that names what does not fit (``check_only``:
+    the message, or nothing, and no load: for a model built on the meta device)."""
     own = model.state_dict()
     keys = [k for k in own if not (skip_prefix and k.startswith(skip_prefix))]
     theirs = [k for k in state if not (skip_prefix and k.startswith(skip_prefix))]
@@ -271,6 +348,8 @@ def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], *, where
             ) if part
         )  # fmt: skip
         raise CheckpointError(f"{where} does not fit {type(model).__name__}: {details}")
+    if check_only:
+        return
     model.load_state_dict({k: state[k] for k in keys}, strict=skip_prefix is None)
 
 

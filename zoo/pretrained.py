@@ -311,7 +311,9 @@ def _load(name_or_path: str | os.PathLike, *, num_classes: int | None, in_chans:
     else:
         found = find_weights(text, source=source, revision=revision)
         folder, where, expected = found.folder, found.source, found.sha256
-    model = load_checkpoint(folder, expected_sha256=expected, trust_unverified=trust_unverified)
+    # A registered name must find that model: a LeNet folder copied into the store as "alexnet" is refused.
+    registered = text if text in list_models() and not looks_like_path else None
+    model = load_checkpoint(folder, expected_sha256=expected, trust_unverified=trust_unverified, model_name=registered)
     return _finish(model, where, num_classes=num_classes, in_chans=in_chans, device=device)
 
 

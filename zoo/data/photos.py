@@ -2,7 +2,9 @@
 
 The item (a real test image) is dark on a bright, slightly tinted background, smaller than the
 frame and off-centre, in a landscape or portrait photo of hundreds of pixels, JPEG-compressed, and
-optionally stored sideways with an EXIF orientation tag, as phone cameras do. They measure how
+optionally stored sideways with an EXIF orientation tag, as phone cameras do (:func:`photo_like`);
+or it fills one side of a white card of random aspect, as a shop's product shots do
+(:func:`card_photo`); or it keeps its black background with random margins (:func:`on_canvas`). They measure how
 well :class:`~zoo.data.preprocess.PhotoSteps` bring photos back to what the models learnt
 (``scripts/studies/photo_eval.py``) and feed the tests and the demo's examples.
 """
@@ -15,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["photo_like", "EXIF_ORIENTATION"]
+__all__ = ["photo_like", "card_photo", "on_canvas", "EXIF_ORIENTATION"]
 
 #: The EXIF tag a camera sets to say how the stored pixels must be turned for display.
 EXIF_ORIENTATION = 0x0112
@@ -51,3 +53,39 @@ def photo_like(image: torch.Tensor | np.ndarray, *, size: tuple[int, int] = (640
     else:
         photo.save(buf, "JPEG", quality=quality)
     return buf.getvalue()
+
+
+def _tight(item: np.ndarray) -> np.ndarray:
+    """The item without its blank rows and columns."""
+    rows, cols = np.nonzero((item > 25).any(1))[0], np.nonzero((item > 25).any(0))[0]
+    return item[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] if len(rows) else item
+
+
+def card_photo(image: torch.Tensor | np.ndarray, *, seed: int = 0, quality: int = 90) -> bytes:
+    """A JPEG (bytes) of a (28, 28) uint8 Fashion-MNIST image dark on a white card whose aspect
+    (width / height) is drawn from 0.5-2: the item, trimmed of its margins, is scaled to fill the
+    card in one direction (touching both edges) and sits at a random place in the other, as in a
+    shop's product shot. The short side of the card is 200-400 px."""
+    item = _tight(np.asarray(image, dtype=np.uint8))
+    rng = np.random.default_rng(seed)
+    aspect, short = float(np.exp(rng.uniform(np.log(0.5), np.log(2.0)))), int(rng.integers(200, 401))
+    width, height = (round(short * aspect), short) if aspect >= 1 else (short, round(short / aspect))
+    scale = min(width / item.shape[1], height / item.shape[0])
+    w, h = min(width, max(1, round(item.shape[1] * scale))), min(height, max(1, round(item.shape[0] * scale)))
+    card = np.full((height, width), 255, dtype=np.uint8)
+    top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+    card[top:top + h, left:left + w] = 255 - np.asarray(Image.fromarray(item).resize((w, h), Image.Resampling.BICUBIC))
+    buf = io.BytesIO()
+    Image.fromarray(card).convert("RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def on_canvas(image: torch.Tensor | np.ndarray, *, seed: int = 0, max_margin: int = 16, even: bool = False) -> np.ndarray:
+    """A (28, 28) uint8 Fashion-MNIST image as it is, on a larger black canvas: a margin of 0 to
+    ``max_margin`` px on each side, drawn from ``seed`` (``even``: the same on every side)."""
+    item = np.asarray(image, dtype=np.uint8)
+    rng = np.random.default_rng(seed)
+    top, bottom, left, right = [int(m) for m in rng.integers(0, max_margin + 1, size=1 if even else 4)] * (4 if even else 1)
+    canvas = np.zeros((item.shape[0] + top + bottom, item.shape[1] + left + right), dtype=np.uint8)
+    canvas[top:top + item.shape[0], left:left + item.shape[1]] = item
+    return canvas
