@@ -28,7 +28,7 @@ from pathlib import Path
 
 import zoo
 from zoo.card import model_card
-from zoo.checkpoint import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, load_weights
+from zoo.checkpoint import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, load_weights, write_config
 from zoo.manifest import BUNDLE_MAX_FILE_BYTES as MAX_FILE_BYTES
 from zoo.manifest import BUNDLED_DIR, portable, regenerate, write_manifest
 from zoo.publish import unpack
@@ -49,7 +49,7 @@ def _scores(folder: Path) -> dict[str, float]:
 def _set_metrics(folder: Path, metrics: dict[str, float]) -> None:
     config = json.loads((folder / CONFIG_NAME).read_text())
     config["metrics"] = metrics
-    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    write_config(folder, config)
     (folder / CARD_NAME).write_text(model_card(config))
 
 
@@ -97,7 +97,7 @@ def bundle_trained_here(name: str, seed: int, out: Path, command: str) -> Path:
         # config.json; what training recorded is kept under "training".
         config = json.loads((dst / CONFIG_NAME).read_text())
         config["training"].update(metrics=config["metrics"], precision=precision)
-        (dst / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        write_config(dst, config)
         scores = _scores(dst)
         _set_metrics(dst, scores)
         print(f"{name}: trained in {precision}; test {model.score_label} {recorded:.4f} under autocast, "

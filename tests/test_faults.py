@@ -151,8 +151,14 @@ def _copy_bundled(tmp_path: Path, name: str = "softmax") -> Path:
 
 
 def _edit_config(folder: Path, change) -> None:
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps(change(config)))
+    """Edit config.json as a determined attacker would: signed again when it is still an object."""
+    from zoo.checkpoint import write_config
+
+    config = change(json.loads((folder / "config.json").read_text()))
+    if isinstance(config, dict):
+        write_config(folder, config)
+    else:
+        (folder / "config.json").write_text(json.dumps(config))
 
 
 def test_a_folder_named_like_a_model_does_not_shadow_it(tmp_path, monkeypatch):

@@ -108,9 +108,15 @@ def _copy(tmp_path: Path, name: str = "lenet", as_name: str | None = None) -> Pa
     return dst
 
 
-def _edit(folder: Path, change) -> None:
-    config = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps(change(config)))
+def _edit(folder: Path, change, *, sign: bool = True) -> None:
+    """Edit config.json; ``sign``: write its config_sha256 again, as a determined attacker would."""
+    from zoo.checkpoint import write_config
+
+    config = change(json.loads((folder / "config.json").read_text()))
+    if sign:
+        write_config(folder, config)
+    else:
+        (folder / "config.json").write_text(json.dumps(config, indent=2))
 
 
 def _resign(folder: Path, change_weights=None) -> None:
@@ -220,3 +226,28 @@ def test_a_folder_of_another_model_under_a_registered_name_is_refused(tmp_path, 
     _copy(tmp_path, "lenet").rename(store / "softmax")  # a LeNet filed under softmax
     with pytest.raises(CheckpointError, match="holds a 'lenet', not a 'softmax'"):
         zoo.load("softmax", source="store")
+
+
+def test_an_edited_config_is_refused_and_a_re_signed_one_for_a_registered_name(tmp_path, monkeypatch):
+    from zoo.checkpoint import CheckpointError
+
+    renamed = lambda c: {**c, "label_names": ["Tee"] + c["label_names"][1:], "kwargs": {**c["kwargs"], "label_names": ["Tee"] + c["label_names"][1:]}}  # noqa: E731
+    folder = _copy(tmp_path)
+    _edit(folder, renamed, sign=False)  # the weights' hash still matches: only config.json changed
+    with pytest.raises(CheckpointError, match="config.json does not match its recorded hash"):
+        zoo.load(str(folder))
+    # Signed again, a folder of one's own loads; filed in the store as the registered lenet, the
+    # manifest's pin refuses it.
+    _edit(folder, lambda c: c)
+    assert zoo.load(str(folder)).label_names[0] == "Tee"
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / "checkpoints").mkdir(parents=True)
+    shutil.copytree(folder, tmp_path / "home" / "checkpoints" / "lenet")
+    assert zoo.load("lenet", source="store").label_names[0] == "Tee"  # your own training: its own hashes
+    bundled = _copy(tmp_path, "lenet", "bundled-copy")
+    _edit(bundled, renamed)
+    monkeypatch.setattr("zoo.pretrained.BUNDLED_DIR", tmp_path / "fake-bundle")
+    (tmp_path / "fake-bundle").mkdir()
+    bundled.rename(tmp_path / "fake-bundle" / "lenet")
+    with pytest.raises(CheckpointError, match=r"checkpoints.json"):
+        zoo.load("lenet", source="bundled")

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import zoo
-from zoo.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, sha256_file
+from zoo.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, sha256_file, write_config
 from zoo.manifest import BUNDLED_DIR, read_manifest
 from zoo.pretrained import WeightsNotFoundError
 
@@ -145,10 +145,10 @@ def test_in_chans_3_sees_a_replicated_gray_image_as_gray(tmp_path, images, name)
 def test_wrong_architecture_fails_clearly(tmp_path):
     folder = zoo.save_checkpoint(_trained_like("lenet_bn"), tmp_path / "ckpt")
     config = json.loads((folder / CONFIG_NAME).read_text())
-    (folder / CONFIG_NAME).write_text(json.dumps({**config, "model": "resnet50"}))
+    write_config(folder, {**config, "model": "resnet50"})
     with pytest.raises(CheckpointError, match="names the architecture 'resnet50'.*Did you mean 'resnet18'"):
         zoo.load(folder)
-    (folder / CONFIG_NAME).write_text(json.dumps({**config, "model": "lenet", "kwargs": {}}))
+    write_config(folder, {**config, "model": "lenet", "kwargs": {}})
     with pytest.raises(CheckpointError, match=r"does not fit LeNet: .*(missing|unexpected|wrong shape)"):
         zoo.load(folder)
 

@@ -33,7 +33,7 @@ from .data.preprocess import PhotoSteps
 from .registry import build_model, get_spec
 
 __all__ = ["CheckpointError", "WEIGHTS_NAME", "CONFIG_NAME", "CARD_NAME", "save_checkpoint", "load_checkpoint",
-           "load_weights", "load_strict", "sha256_file"]  # fmt: skip
+           "load_weights", "load_strict", "sha256_file", "config_sha256", "write_config"]  # fmt: skip
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -50,6 +50,24 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+#: The fields of config.json its own hash leaves out: the two hashes themselves.
+UNHASHED = ("sha256", "config_sha256")
+
+
+def config_sha256(config: dict[str, Any]) -> str:
+    """The sha256 of a config's content (every field but :data:`UNHASHED`, as canonical JSON:
+    sorted keys, no spaces), so an edited label name, mean or score no longer matches."""
+    content = {k: v for k, v in config.items() if k not in UNHASHED}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def write_config(folder: str | os.PathLike, config: dict[str, Any]) -> None:
+    """Write ``config`` as ``folder``/config.json with its ``config_sha256`` recorded (use this, not
+    a plain write, for any change to a checkpoint's config)."""
+    config = {**{k: v for k, v in config.items() if k != "config_sha256"}, "config_sha256": config_sha256(config)}
+    (Path(folder) / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
 
 
 STORED_DTYPES = {"float32": torch.float32, "float16": torch.float16}
@@ -95,7 +113,7 @@ def save_checkpoint(model: Any, folder: str | os.PathLike, *, metrics: dict[str,
             "training": training or {},
             "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        write_config(tmp, config)
         (tmp / CARD_NAME).write_text(model_card(config))
         _share_like_umask(tmp)
         _swap_in(tmp, folder)
@@ -221,12 +239,14 @@ def _read_pair(folder: Path) -> tuple[str, bytes]:
 
 
 def load_checkpoint(folder: str | os.PathLike, *, expected_sha256: str | None = None, trust_unverified: bool = False,
-                    model_name: str | None = None) -> Any:  # fmt: skip
+                    model_name: str | None = None, expected_config_sha256: str | None = None) -> Any:  # fmt: skip
     """Rebuild the model a checkpoint folder describes and load its weights strictly.
 
     Nothing of the folder is used before it is checked: the weights must match a sha256 (the
     manifest's ``expected_sha256``, and the one config.json records, which must be there unless
-    ``trust_unverified=True``), config.json must be an object naming a registered model (the one
+    ``trust_unverified=True``), config.json's content must match its own ``config_sha256`` when
+    it records one (folders saved before it existed do not) and the manifest's
+    ``expected_config_sha256``, config.json must be an object naming a registered model (the one
     asked for, with ``model_name``) with plain constructor arguments in range, and the model they
     build must have the stored tensors' shapes, checked on the ``meta`` device before a real
     parameter is allocated. Weights that are not finite are refused. Every failure is a
@@ -234,6 +254,7 @@ def load_checkpoint(folder: str | os.PathLike, *, expected_sha256: str | None = 
     """
     folder = Path(folder)
     config, data = _read_verified(folder, expected_sha256=expected_sha256, trust_unverified=trust_unverified)
+    _verify_config(config, folder / CONFIG_NAME, expected_config_sha256)
     config_path, weights = folder / CONFIG_NAME, folder / WEIGHTS_NAME
     name, kwargs = config["model"], config["kwargs"]
     if model_name is not None and name != model_name:
@@ -292,6 +313,16 @@ def _read_verified(folder: Path, *, expected_sha256: str | None, trust_unverifie
                 continue
             raise
     raise AssertionError("unreachable")
+
+
+def _verify_config(config: dict[str, Any], config_path: Path, expected: str | None) -> None:
+    actual = config_sha256(config)
+    for recorded, what in ((config.get("config_sha256"), "the config_sha256 it records"), (expected, "checkpoints.json")):
+        if recorded is not None and recorded != actual:
+            raise CheckpointError(f"{config_path} does not match its recorded hash ({what}): expected config sha256 "
+                                  f"{recorded}, got {actual}. It was edited after it was saved (label names, "
+                                  "normalisation or scores); restore it, or fetch or train the model again (an edit of your own "
+                                  "is signed by zoo.checkpoint.write_config(folder, config)).")  # fmt: skip
 
 
 def _build(name: str, kwargs: dict[str, Any], config_path: Path) -> Any:

@@ -10,7 +10,7 @@ import shlex
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, sha256_file
+from .checkpoint import CONFIG_NAME, WEIGHTS_NAME, config_sha256, sha256_file
 from .registry import list_models
 
 __all__ = ["MANIFEST_NAME", "BUNDLED_DIR", "HUB_ORG", "BUNDLE_MAX_FILE_BYTES", "BUNDLE_MAX_TOTAL_BYTES", "read_manifest",
@@ -60,6 +60,7 @@ def manifest_entry(folder: str | os.PathLike, *, repo_id: str | None = None, rev
         "revision": revision,
         "filename": WEIGHTS_NAME,
         "sha256": sha256_file(weights),
+        "config_sha256": config_sha256(config),
         "size": weights.stat().st_size,
         "params": config["params"],
         "input_size": config["input_size"],

@@ -47,6 +47,11 @@ class Found:
     sha256: str | None
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def config_sha256(self) -> str | None:
+        """What config.json's content must hash to: the manifest's, where ``sha256`` is too."""
+        return self.meta.get("config_sha256") if self.sha256 is not None else None
+
 
 # Each source: (name, entry in checkpoints.json or None, revision asked for, fetch) -> Found, or
 # the reason it does not have them (a line of the error when none has). ``fetch=False`` only looks.
@@ -302,18 +307,19 @@ def _load(name_or_path: str | os.PathLike, *, num_classes: int | None, in_chans:
         # A registered name always means the registered weights, even when a folder of that name
         # happens to be in the working directory (write "./mlp" for the folder).
         found = find_weights(text, source=source, revision=revision)
-        folder, where, expected = found.folder, found.source, found.sha256
+        folder, where, expected, expected_config = found.folder, found.source, found.sha256, found.config_sha256
     elif path.exists():
         folder = path.parent if path.is_file() else path
-        where, expected = "path", None
+        where, expected, expected_config = "path", None, None
     elif looks_like_path:
         raise FileNotFoundError(f"checkpoint path {text!r} does not exist")
     else:
         found = find_weights(text, source=source, revision=revision)
-        folder, where, expected = found.folder, found.source, found.sha256
+        folder, where, expected, expected_config = found.folder, found.source, found.sha256, found.config_sha256
     # A registered name must find that model: a LeNet folder copied into the store as "alexnet" is refused.
     registered = text if text in list_models() and not looks_like_path else None
-    model = load_checkpoint(folder, expected_sha256=expected, trust_unverified=trust_unverified, model_name=registered)
+    model = load_checkpoint(folder, expected_sha256=expected, trust_unverified=trust_unverified, model_name=registered,
+                            expected_config_sha256=expected_config)  # fmt: skip
     return _finish(model, where, num_classes=num_classes, in_chans=in_chans, device=device)
 
 
