@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from PIL import Image
@@ -56,12 +57,12 @@ def _slow_run(out: Path, tmp_path: Path, seed: int) -> subprocess.Popen:
                    "--seed", str(seed), "--out", str(out), "--no-progress", cwd=tmp_path)  # fmt: skip
 
 
-def _interrupt_in_epoch_0(proc: subprocess.Popen, run: Path, sig: int) -> None:
+def _interrupt_in_epoch_0(proc: subprocess.Popen, run: Path, sig: int) -> str:
     wait_for(run / "logs" / "version_0" / "hparams.yaml", proc)  # written as fit starts
     time.sleep(3)  # inside the first epoch (about 10 s long), before its last.ckpt
     assert not (run / "checkpoints" / "last.ckpt").exists()
     proc.send_signal(sig)
-    proc.communicate(timeout=120)
+    return proc.communicate(timeout=120)[1]
 
 
 def test_resume_never_continues_an_older_run(tmp_path):
@@ -79,13 +80,65 @@ def test_resume_never_continues_an_older_run(tmp_path):
 def test_resume_after_ctrl_c_continues_from_on_exception_ckpt(tmp_path):
     out = tmp_path / "runs"
     proc = _slow_run(out, tmp_path, seed=7)
-    _interrupt_in_epoch_0(proc, out / "version_0", signal.SIGINT)
+    err = _interrupt_in_epoch_0(proc, out / "version_0", signal.SIGINT)
+    assert f"continue it with: zoo train lenet --resume --out {out / 'version_0'}" in err, err[-2000:]
     ckpt = out / "version_0" / "checkpoints" / "on_exception.ckpt"
     assert ckpt.is_file() and find_resume_checkpoint(out) == ckpt
     assert main(["train", "lenet", "--resume", "--out", str(out), "--no-progress"]) == 0
     metrics = json.loads((out / "version_0" / "metrics.json").read_text())
     assert metrics["epochs"] == 1 and metrics["seed"] == 7 and metrics["global_step"] == 20000 // 8
     assert "--resume" in metrics["resumed_by"][-1] and "--resume" not in metrics["command"]
+
+
+class _CtrlCAt(L.Callback):
+    """Ctrl+C, as Lightning meets it, before training batch ``step`` (0: before any step)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+_SMALL = dict(epochs=2, train_limit=2048, eval_limit=256, batch_size=64, progress_bar=False, seed=3)
+
+
+@pytest.mark.parametrize("augment", ["none", "strong"])  # strong: crop, flip and random erasing, seeded per batch
+def test_a_run_resumed_from_on_exception_ends_exactly_as_an_uninterrupted_one(tmp_path, capsys, augment):
+    whole = train("softmax", out_dir=tmp_path / "whole", augment=augment, **_SMALL)
+    with pytest.raises(SystemExit):
+        train("softmax", out_dir=tmp_path / "cut", callbacks=[_CtrlCAt(11)], augment=augment, **_SMALL)  # 11 of epoch 0's 32 batches
+    assert "continue it with: zoo train softmax --resume --out" in capsys.readouterr().err
+    assert find_resume_checkpoint(tmp_path / "cut").name == "on_exception.ckpt"
+    # Resumed without repeating the flags: the run's own (eval_limit too) come from its checkpoint.
+    resumed = train("softmax", out_dir=tmp_path / "cut", resume=True, progress_bar=False)
+    assert resumed.metrics["global_step"] == whole.metrics["global_step"] == 64
+    assert resumed.metrics["eval_limit"] == 256 and resumed.metrics["test/acc"] == whole.metrics["test/acc"]
+    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_a_run_stopped_before_its_first_step_leaves_nothing_to_resume(tmp_path):
+    with pytest.raises(SystemExit):
+        train("softmax", out_dir=tmp_path / "runs", callbacks=[_CtrlCAt(0)], **_SMALL)
+    assert not (tmp_path / "runs" / "version_0" / "checkpoints" / "on_exception.ckpt").exists()
+    with pytest.raises(FileNotFoundError, match="stopped before writing a checkpoint"):
+        find_resume_checkpoint(tmp_path / "runs")
+
+
+@pytest.mark.parametrize("steps", ["0", "-5"])
+def test_a_step_budget_that_is_no_budget_is_refused_before_a_run_folder_exists(tmp_path, capsys, steps):
+    assert main(["train", "softmax", "--max-steps", steps, "--out", str(tmp_path / "runs")]) == 2
+    assert "--max-steps" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_resume_refuses_other_data_limits_than_its_run(tmp_path):
+    with pytest.raises(SystemExit):
+        train("softmax", out_dir=tmp_path / "runs", callbacks=[_CtrlCAt(5)], **_SMALL)
+    with pytest.raises(ValueError, match="started with eval_limit=256"):
+        train("softmax", out_dir=tmp_path / "runs", resume=True, eval_limit=100, progress_bar=False)
 
 
 def test_a_junk_resume_file_is_one_clear_line(tmp_path, capsys):

@@ -9,11 +9,11 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, OnExceptionCheckpoint, RichProgressBar, TQDMProgressBar
 
 from .runtime import batch_seed, seed_all
 
-__all__ = ["BatchSeed", "EMA", "TrainingDiverged", "StopOnNonFinite", "check_finite_weights", "RunMeta", "last_checkpoint",
+__all__ = ["BatchSeed", "EMA", "TrainingDiverged", "StopOnNonFinite", "check_finite_weights", "RunMeta", "StepsTakenCheckpoint", "last_checkpoint",
            "progress_bar", "TrainingClock"]  # fmt: skip
 
 
@@ -129,6 +129,16 @@ class RunMeta(Callback):
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         checkpoint["zoo"] = self.meta
+
+
+class StepsTakenCheckpoint(OnExceptionCheckpoint):
+    """``on_exception.ckpt`` on Ctrl+C or a crash, once the run has taken a step: a run stopped
+    before its first step has nothing to continue, and its checkpoint would make ``--resume`` pick
+    that empty run over an older one."""
+
+    def on_exception(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.global_step > 0:
+            super().on_exception(trainer, *args, **kwargs)
 
 
 def last_checkpoint(ckpt_dir: Any) -> ModelCheckpoint:

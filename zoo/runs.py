@@ -30,10 +30,10 @@ from typing import Any, Iterator, Sequence
 import lightning as L
 import torch
 from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT_STR
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, OnExceptionCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from .callbacks import BatchSeed, RunMeta, StopOnNonFinite, last_checkpoint, progress_bar as quiet_progress_bar
+from .callbacks import BatchSeed, RunMeta, StepsTakenCheckpoint, StopOnNonFinite, last_checkpoint, progress_bar as quiet_progress_bar
 from .checkpoint import save_checkpoint
 from .runtime import MissingExtraError, is_first_process
 
@@ -121,7 +121,7 @@ def zoo_trainer(run_dir: Path, *, meta: RunMeta, seed: int, checkpoint: ModelChe
     return L.Trainer(
         deterministic=False,
         logger=run_loggers(run_dir, logger),
-        callbacks=[BatchSeed(seed), meta, *checkpoints, OnExceptionCheckpoint(ckpt_dir), StopOnNonFinite(), *callbacks,
+        callbacks=[BatchSeed(seed), meta, *checkpoints, StepsTakenCheckpoint(ckpt_dir), StopOnNonFinite(), *callbacks,
                    *([quiet_progress_bar()] if progress_bar else [])],
         enable_progress_bar=progress_bar,
         enable_model_summary=False,  # a FLOPs row of 0 and a table of layers are not what a run's first screen is for
@@ -220,7 +220,7 @@ def fit(trainer: L.Trainer, module: L.LightningModule, datamodule: L.LightningDa
     try:
         with quiet():
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None, weights_only=True)
-    except SystemExit:  # Lightning's answer to Ctrl+C, after OnExceptionCheckpoint wrote on_exception.ckpt
+    except SystemExit:  # Lightning's answer to Ctrl+C, after StepsTakenCheckpoint wrote on_exception.ckpt
         if trainer.interrupted and is_first_process():
             print(f"zoo: stopped at epoch {trainer.current_epoch} (step {trainer.global_step}); continue it "
                   f"with: {resume_command}", file=sys.stderr)  # fmt: skip

@@ -50,6 +50,8 @@ class _Plan:
     seed: int
     train_limit: int | None
     root: Path
+    eval_limit: int | None = None
+    max_steps: int = -1
     ckpt_path: Path | None = None
     run_dir: Path | None = None  # a fresh run claims its folder once its data has been read
     started_by: str | None = None  # the command that started the run stays its command
@@ -57,12 +59,15 @@ class _Plan:
 
     def meta(self) -> RunMeta:
         return RunMeta({"model": self.model_name, "kwargs": {**self.kwargs, "recipe": self.recipe.to_dict()}, "seed": self.seed,
-                        "train_limit": self.train_limit, "command": self.started_by, "resumed_by": self.resumed_by})  # fmt: skip
+                        "train_limit": self.train_limit, "eval_limit": self.eval_limit, "max_steps": self.max_steps,
+                        "command": self.started_by, "resumed_by": self.resumed_by})  # fmt: skip
 
 
-def _plan(model_name: str, *, recipe: Any, model_kwargs: dict[str, Any] | None, seed: int, train_limit: int | None, root: Path,
-          resume: bool | str | os.PathLike, command: str | None, recipe_fields: dict[str, Any]) -> _Plan:  # fmt: skip
+def _plan(model_name: str, *, recipe: Any, model_kwargs: dict[str, Any] | None, seed: int, limits: dict[str, int | None],
+          max_steps: int, root: Path, resume: bool | str | os.PathLike, command: str | None, recipe_fields: dict[str, Any]) -> _Plan:  # fmt: skip
     spec = get_spec(model_name)
+    if max_steps != -1 and (not isinstance(max_steps, int) or max_steps < 1):
+        raise ValueError(f"max_steps (--max-steps) must be at least 1, or -1 for the recipe's epochs; got {max_steps!r}")
     unknown = sorted(set(recipe_fields) - set(Recipe.field_names()))
     if unknown:
         raise TypeError(f"train() got unexpected keyword argument(s) {unknown}; recipe fields are {Recipe.field_names()}")
@@ -71,16 +76,21 @@ def _plan(model_name: str, *, recipe: Any, model_kwargs: dict[str, Any] | None, 
         base = spec.recipe.layered(kwargs.pop("recipe", None))
         if isinstance(recipe, str):  # a preset: "speedrun"
             base, recipe = spec.get_recipe(recipe), None
-        return _Plan(model_name, kwargs, base.layered(recipe).replace(**recipe_fields), seed, train_limit, root, started_by=command)
+        return _Plan(model_name, kwargs, base.layered(recipe).replace(**recipe_fields), seed, limits["train_limit"], root,
+                     limits["eval_limit"], max_steps, started_by=command)  # fmt: skip
     ckpt_path = resume_checkpoint(root, resume)
     meta = read_checkpoint_meta(ckpt_path)
     if meta["model"] != model_name:
         raise ValueError(f"{ckpt_path} holds a {meta['model']!r} model, not {model_name!r}")
-    # Rebuild exactly the model that was being trained; only the epoch budget may change.
+    # Rebuild exactly the run that was being trained, on the same data; only the budget may change.
+    for key, given in limits.items():
+        if key in meta and given is not None and given != meta[key]:
+            raise ValueError(f"the run was started with {key}={meta[key]}; a resumed run keeps it (leave --{key.replace('_', '-')} out)")
     kwargs = dict(meta["kwargs"])
     recorded = spec.recipe.layered(kwargs.pop("recipe", None)).replace(epochs=recipe_fields.get("epochs"))
-    return _Plan(model_name, kwargs, recorded, meta.get("seed", seed), meta.get("train_limit", train_limit), root, ckpt_path,
-                 ckpt_path.parent.parent, meta.get("command"), [*meta.get("resumed_by", []), *([command] if command else [])])  # fmt: skip
+    return _Plan(model_name, kwargs, recorded, meta.get("seed", seed), meta.get("train_limit", limits["train_limit"]), root,
+                 meta.get("eval_limit", limits["eval_limit"]), max_steps if max_steps != -1 else meta.get("max_steps", -1),
+                 ckpt_path, ckpt_path.parent.parent, meta.get("command"), [*meta.get("resumed_by", []), *([command] if command else [])])  # fmt: skip
 
 
 def _build(plan: _Plan, accelerator: str) -> L.LightningModule:
@@ -163,18 +173,20 @@ def train(model_name: str, *, recipe: Recipe | dict[str, Any] | str | None = Non
     ``recipe`` (a dict of fields; a whole Recipe replaces it) and then by Recipe fields given by
     name (``epochs=5``; None keeps the recipe's). ``resume=True`` continues the newest run under
     ``out_dir`` (default ``runs/<model>``) from its last checkpoint, a path from that checkpoint;
-    only ``epochs`` may change then. ``train_limit``/``eval_limit``: the first N images only.
+    only ``epochs`` and ``max_steps`` may change then (the data limits and the step budget are the
+    run's own, from its checkpoint). ``train_limit``/``eval_limit``: the first N images only.
+    ``max_steps``: stop after that many optimisation steps (-1: the recipe's epochs).
     ``logger``: "csv" or "tensorboard". ``command`` is recorded (the CLI passes its command line).
     The final weights go to ``<run>/export`` and to the local store, where ``zoo.load(model_name)``
     finds them. Returns the run folder, the trained model and the metrics of ``metrics.json``.
     """
     check_logger(logger)
     root = Path(out_dir) if out_dir is not None else Path("runs") / model_name
-    plan = _plan(model_name, recipe=recipe, model_kwargs=model_kwargs, seed=seed, train_limit=train_limit, root=root,
-                 resume=resume, command=command, recipe_fields=recipe_fields)  # fmt: skip
+    plan = _plan(model_name, recipe=recipe, model_kwargs=model_kwargs, seed=seed, limits={"train_limit": train_limit, "eval_limit": eval_limit},
+                 max_steps=max_steps, root=root, resume=resume, command=command, recipe_fields=recipe_fields)  # fmt: skip
     model = _build(plan, accelerator)
     datamodule = model.datamodule(data_dir=data_dir, download=download, seed=plan.seed, train_limit=plan.train_limit,
-                                  eval_limit=eval_limit, num_workers=num_workers)  # fmt: skip
+                                  eval_limit=plan.eval_limit, num_workers=num_workers)  # fmt: skip
     # Read (and check) the data now: a missing or corrupt file then fails before the run folder,
     # its logs or an on_exception.ckpt of an untrained model exist.
     datamodule.prepare_data()
@@ -182,7 +194,7 @@ def train(model_name: str, *, recipe: Recipe | dict[str, Any] | str | None = Non
     run_dir = plan.run_dir or new_run_dir(root)
     best, clock = _best_checkpoint(run_dir, model), TrainingClock()
     trainer = zoo_trainer(run_dir, checkpoint=best, meta=plan.meta(), seed=plan.seed, logger=logger, progress_bar=progress_bar,
-                          callbacks=[*([EMA(plan.recipe.ema)] if plan.recipe.ema else []), clock, *callbacks], max_steps=max_steps,
+                          callbacks=[*([EMA(plan.recipe.ema)] if plan.recipe.ema else []), clock, *callbacks], max_steps=plan.max_steps,
                           accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
                           **_trainer_settings(plan.recipe, datamodule))  # fmt: skip
     setup_seconds = process_seconds()  # imports, data, model: everything before the first step
@@ -190,7 +202,7 @@ def train(model_name: str, *, recipe: Recipe | dict[str, Any] | str | None = Non
                       resume_command=f"zoo train {model_name} --resume --out {run_dir}")  # fmt: skip
     if not trainer.interrupted:
         check_finite_weights(model)  # a NaN model is never scored, exported or stored
-    metrics = _record(trainer, model, best, datamodule, plan, test=test, eval_limit=eval_limit,
+    metrics = _record(trainer, model, best, datamodule, plan, test=test, eval_limit=plan.eval_limit,
                       timings={"setup_seconds": setup_seconds, "fit_seconds": round(fit_seconds, 2),
                                "train_seconds": round(clock.seconds, 2) if clock.seconds is not None else None})  # fmt: skip
     if trainer.is_global_zero and model.exportable and not trainer.interrupted:

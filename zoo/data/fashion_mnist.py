@@ -15,7 +15,7 @@ import os
 import zlib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import lightning as L
 import numpy as np
@@ -28,6 +28,7 @@ from .preprocess import per_channel
 
 __all__ = [
     "CLASSES",
+    "resumed_samples",
     "MEAN",
     "STD",
     "DEBIAN_DIR",
@@ -223,13 +224,16 @@ def keep_batch(batch: Any) -> Any:
 class EpochShuffleSampler(RandomSampler):
     """A random permutation that depends only on (seed, epoch): Lightning calls ``set_epoch``, so a
     run resumed from a checkpoint sees exactly the batches an uninterrupted run would have seen.
+    ``resumed``, when given, says how many of the epoch's samples were trained on before a
+    mid-epoch checkpoint (:func:`resumed_samples`); they are skipped, once.
 
     A RandomSampler subclass, so that under DDP Lightning swaps it for its DistributedSampler
-    (each process gets its own shard, reshuffled every epoch from the run's seed)."""
+    (each process gets its own shard, reshuffled every epoch from the run's seed; a mid-epoch
+    resume then starts that epoch's shard again)."""
 
-    def __init__(self, n: int, seed: int) -> None:
+    def __init__(self, n: int, seed: int, *, resumed: Callable[[], int] | None = None) -> None:
         super().__init__(range(n))
-        self.n, self.seed, self.epoch = n, seed, 0
+        self.n, self.seed, self.epoch, self.resumed = n, seed, 0, resumed
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -239,7 +243,26 @@ class EpochShuffleSampler(RandomSampler):
 
     def __iter__(self):
         gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=gen).tolist())
+        start = self.resumed() if self.resumed is not None else 0
+        return iter(torch.randperm(self.n, generator=gen)[start:].tolist())
+
+
+def resumed_samples(dm: L.LightningDataModule) -> int:
+    """On a run resumed from a checkpoint written mid-epoch (``on_exception.ckpt``), how many of
+    that epoch's training samples it had trained on; else 0. Asked when the epoch's iterator is
+    made, from Lightning's restored loop progress (Lightning itself restarts the iterator and would
+    feed the epoch's first batches again). The augmentation count (:func:`next_augment_seed`)
+    continues from there too."""
+    trainer = dm.trainer
+    if trainer is None:
+        return 0
+    loop = trainer.fit_loop
+    epochs = loop.epoch_progress.total
+    if not (loop.restarting and epochs.started == epochs.ready and epochs.processed == epochs.started - 1):
+        return 0
+    done = loop.epoch_loop.batch_progress.current.completed
+    dm._aug_epoch, dm._aug_batch = trainer.current_epoch, done
+    return done * dm.batch_size
 
 
 def next_augment_seed(dm: L.LightningDataModule) -> int:
@@ -400,7 +423,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.setup("fit")
-        return self._loader(self.train_set, self.batch_size, EpochShuffleSampler(len(self.train_set), self.seed))
+        sampler = EpochShuffleSampler(len(self.train_set), self.seed, resumed=lambda: resumed_samples(self))
+        return self._loader(self.train_set, self.batch_size, sampler)
 
     def val_dataloader(self) -> DataLoader:
         self.setup("validate")
