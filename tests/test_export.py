@@ -90,3 +90,23 @@ def test_export_never_replaces_a_sidecar_it_was_not_asked_to(tmp_path, capsys):
     assert main(["export", "lenet", "--format", "torchscript", "--out", str(out), "--force"]) == 0
     assert json.loads((tmp_path / "mine.json").read_text())["model"] == "lenet"
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left behind
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx", "pt2"])
+def test_an_output_that_is_no_file_is_one_line_and_a_full_disk_leaves_nothing(tmp_path, fmt):
+    # TorchScript's writer aborted the process in C++ (exit 134) on /dev/full.
+    for out in ("/dev/full", str(tmp_path)):
+        proc = subprocess.run([sys.executable, "-m", "zoo", "export", "lenet", "--format", fmt, "--out", out, "--force"],
+                              capture_output=True, text=True, timeout=300, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})  # fmt: skip
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert proc.stderr.strip().splitlines()[-1] == f"zoo: error: {out} is not a regular file; give the path of a file to write"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_pt2_export_runs_at_any_batch_size(tmp_path):
+    model = zoo.load("softmax")
+    path = export_model(model, tmp_path / "softmax.pt2", format="pt2")
+    x = torch.randn(5000, 1, 28, 28)
+    with torch.no_grad():
+        np.testing.assert_allclose(_run(path, "pt2", x), model(x).numpy(), atol=1e-4, rtol=1e-4)

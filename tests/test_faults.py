@@ -12,10 +12,12 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
 import pytest
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 import torch
 from PIL import Image
 
@@ -91,28 +93,36 @@ def test_resume_after_ctrl_c_continues_from_on_exception_ckpt(tmp_path):
 
 
 class _CtrlCAt(L.Callback):
-    """Ctrl+C, as Lightning meets it, before training batch ``step`` (0: before any step)."""
+    """Ctrl+C, as Lightning meets it, before training batch ``step`` (0: before any step), or
+    ``after`` it, once its optimizer step is taken."""
 
-    def __init__(self, step: int) -> None:
-        self.step = step
+    def __init__(self, step: int, after: bool = False) -> None:
+        self.step, self.after = step, after
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == self.step:
+        if not self.after and trainer.global_step == self.step:
+            raise KeyboardInterrupt
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.after and trainer.global_step == self.step + 1:
             raise KeyboardInterrupt
 
 
 _SMALL = dict(epochs=2, train_limit=2048, eval_limit=256, batch_size=64, progress_bar=False, seed=3)
 
 
-@pytest.mark.parametrize("augment", ["none", "strong"])  # strong: crop, flip and random erasing, seeded per batch
-def test_a_run_resumed_from_on_exception_ends_exactly_as_an_uninterrupted_one(tmp_path, capsys, augment):
+@pytest.mark.parametrize("augment, after", [("none", False), ("strong", False), ("none", True)])  # strong: crop, flip, erasing
+def test_a_run_resumed_from_on_exception_ends_exactly_as_an_uninterrupted_one(tmp_path, capsys, augment, after):
     whole = train("softmax", out_dir=tmp_path / "whole", augment=augment, **_SMALL)
-    with pytest.raises(SystemExit):
-        train("softmax", out_dir=tmp_path / "cut", callbacks=[_CtrlCAt(11)], augment=augment, **_SMALL)  # 11 of epoch 0's 32 batches
+    with pytest.raises(SystemExit), warnings.catch_warnings():
+        warnings.simplefilter("error", PossibleUserWarning)  # Lightning's "your dataloader is not resumable"
+        train("softmax", out_dir=tmp_path / "cut", callbacks=[_CtrlCAt(11, after)], augment=augment, **_SMALL)  # of 32 batches
     assert "continue it with: zoo train softmax --resume --out" in capsys.readouterr().err
     assert find_resume_checkpoint(tmp_path / "cut").name == "on_exception.ckpt"
     # Resumed without repeating the flags: the run's own (eval_limit too) come from its checkpoint.
-    resumed = train("softmax", out_dir=tmp_path / "cut", resume=True, progress_bar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PossibleUserWarning)
+        resumed = train("softmax", out_dir=tmp_path / "cut", resume=True, progress_bar=False)
     assert resumed.metrics["global_step"] == whole.metrics["global_step"] == 64
     assert resumed.metrics["eval_limit"] == 256 and resumed.metrics["test/acc"] == whole.metrics["test/acc"]
     for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):

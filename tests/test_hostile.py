@@ -13,7 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import zoo
@@ -251,3 +253,53 @@ def test_an_edited_config_is_refused_and_a_re_signed_one_for_a_registered_name(t
     bundled.rename(tmp_path / "fake-bundle" / "lenet")
     with pytest.raises(CheckpointError, match=r"checkpoints.json"):
         zoo.load("lenet", source="bundled")
+
+
+# ------------------------------------------------------------------------- 5. one line, or it works
+def test_a_half_precision_batch_is_cast_like_float64(fmnist):
+    net = zoo.load("lenet")
+    x = net.preprocess([Image.fromarray(a.numpy()) for a in fmnist["test_images"][:4]])
+    with torch.no_grad():
+        assert torch.allclose(net(x.half()), net(x), atol=1e-2)
+        assert net(x.double()).dtype == torch.float32
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_preprocess_refuses_pixels_that_are_not_numbers(bad):
+    pre = zoo.load("lenet").preprocess
+    image = np.zeros((28, 28), dtype=np.float32)
+    image[3, 4] = bad
+    with pytest.raises(ValueError, match="not finite"):
+        pre(image)
+
+
+def test_a_newline_in_a_file_name_keeps_one_table_line_an_image(tmp_path, capsys, fmnist):
+    odd = tmp_path / "new\nline.png"
+    Image.fromarray(fmnist["test_images"][0].numpy()).save(odd)
+    assert main(["predict", "--model", "lenet", str(odd)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(str(tmp_path / "new\\nline.png") + ":")
+
+
+def test_eval_and_finetune_say_an_out_that_is_a_file_is_not_a_folder(tmp_path, capsys):
+    data = tmp_path / "data"
+    for cls in ("trouser", "bag"):
+        (data / cls).mkdir(parents=True)
+        for i in range(4):
+            Image.new("L", (28, 28), 40 * i).save(data / cls / f"{i}.png")
+    (tmp_path / "taken").write_text("mine")
+    assert main(["eval", "lenet", "--data", str(data), "--out", str(tmp_path / "taken")]) == 2
+    assert main(["finetune", "--data", str(data), "--out", str(tmp_path / "taken"), "--epochs", "1"]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert errors == [f"zoo: error: --out {tmp_path / 'taken'} is a file; give a folder"] * 2
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_list_pretrained_survives_a_store_config_whose_kwargs_is_a_string(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / "checkpoints").mkdir(parents=True)
+    folder = _copy(tmp_path, "lenet")
+    _edit(folder, lambda c: {**c, "kwargs": "oops"})
+    folder.rename(tmp_path / "home" / "checkpoints" / "lenet")
+    assert main(["list", "--pretrained"]) == 0
+    assert "lenet" in capsys.readouterr().out

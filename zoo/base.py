@@ -116,7 +116,7 @@ class ImageModel(L.LightningModule):
         return f"val/{self.score}"
 
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` checked (and float64 cast to the weights' dtype); the common mistakes get one
+        """``x`` checked (and cast to the weights' float dtype); the common mistakes get one
         clear error with the numbers, not a shape or dtype error deep in a conv."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{type(self).__name__} expects a torch.Tensor batch, got {type(x).__name__}; "
@@ -141,8 +141,11 @@ class ImageModel(L.LightningModule):
                 f"{type(self).__name__} needs {self.input_size}x{self.input_size} inputs (its linear layers "
                 f"are sized for them), got {x.shape[-2]}x{x.shape[-1]}; resize the images first"
             )
-        if x.dtype == torch.float64:
-            x = x.to(next(self.parameters()).dtype)
+        weights = next(self.parameters(), None)
+        # float64 or float16 input to float32 weights (or the other way round) is cast, as a
+        # conv would not; under autocast the casts are autocast's.
+        if weights is not None and x.dtype != weights.dtype and not torch.is_autocast_enabled(x.device.type):
+            x = x.to(weights.dtype)
         return x
 
     def datamodule(self, **options: Any) -> L.LightningDataModule:

@@ -270,6 +270,14 @@ def _add_push(sub, common) -> None:
     p.add_argument("--no-manifest", action="store_true", help="do not pin the new revision in checkpoints.json")
 
 
+def _out_folder(out: str | None) -> None:
+    """An ``--out`` that must be a folder: one line, before any work, when it is a file."""
+    import os
+
+    if out is not None and os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out} is a file; give a folder")
+
+
 def _positive(value: str) -> float:
     """An argparse type: a finite number above 0 (a size, a time)."""
     number = float(value)
@@ -385,6 +393,7 @@ def _eval_folder(model, args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
+    _out_folder(args.out)
     import torch
 
     from .predict import evaluate_folder
@@ -421,6 +430,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from .finetuning import compare_with_scratch, finetune
     from .recipe import FREEZE
 
+    _out_folder(args.out)
     if args.strategy in FREEZE:
         raise ValueError(f"--strategy is Lightning's (auto, ddp, ...); what trains is --freeze {args.strategy}")
     if args.seeds and not args.compare_scratch:
@@ -602,6 +612,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import train
 
+    _out_folder(args.out)
     result = train(
         args.model,
         seed=args.seed,

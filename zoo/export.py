@@ -10,8 +10,10 @@ channels, mean, std, label names), since the formats carry tensors, not PIL step
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,25 @@ class _Network(nn.Module):
         return self.head(self.backbone(x))
 
 
+def _serialise(net: nn.Module, model: Any, format: str) -> bytes:
+    """The exported file's bytes, with a dynamic batch size (any size from 1)."""
+    x = torch.zeros(2, model.in_chans, model.input_size, model.input_size)
+    batch = torch.export.Dim("batch", min=1)
+    buffer = io.BytesIO()
+    with torch.no_grad():
+        if format == "onnx":
+            # One self-contained file (external data only matters past ONNX's 2 GB limit).
+            with tempfile.TemporaryDirectory() as tmp:
+                torch.onnx.export(net, (x,), f"{tmp}/model.onnx", dynamo=True, input_names=["images"], output_names=["logits"],
+                                  dynamic_shapes={"x": {0: batch}}, external_data=False, verbose=False)  # fmt: skip
+                return Path(f"{tmp}/model.onnx").read_bytes()
+        if format == "torchscript":
+            torch.jit.save(torch.jit.trace(net, x), buffer)
+        else:
+            torch.export.save(torch.export.export(net, (x,), dynamic_shapes={"x": {0: batch}}), buffer)
+    return buffer.getvalue()
+
+
 def export_model(model: Any, path: str | os.PathLike, *, format: str = "onnx", overwrite: bool = False) -> Path:
     """Write ``model`` (a zoo classifier) to ``path`` in ``format`` and its preprocessing to
     ``path + ".json"``; returns the path. Refuses to overwrite an existing file unless asked."""
@@ -51,21 +72,14 @@ def export_model(model: Any, path: str | os.PathLike, *, format: str = "onnx", o
                           "(a detector's box decoding and NMS are Python; use zoo.load for it)")  # fmt: skip
     path, sidecar = Path(path), Path(str(path) + ".json")
     for target in (path, sidecar):
+        if target.exists() and not target.is_file():
+            raise ExportError(f"{target} is not a regular file; give the path of a file to write")
         if target.exists() and not overwrite:
             raise ExportError(f"{target} exists; pass overwrite=True (zoo export --force) to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    net = _Network(model).eval().float()
-    x = torch.zeros(2, model.in_chans, model.input_size, model.input_size)
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    with torch.no_grad():
-        if format == "onnx":
-            # One self-contained file (external data only matters past ONNX's 2 GB limit).
-            torch.onnx.export(net, (x,), str(path), dynamo=True, input_names=["images"], output_names=["logits"],
-                              dynamic_shapes={"x": {0: batch}}, external_data=False, verbose=False)  # fmt: skip
-        elif format == "torchscript":
-            torch.jit.save(torch.jit.trace(net, x), str(path))
-        else:
-            torch.export.save(torch.export.export(net, (x,), dynamic_shapes={"x": {0: batch}}), str(path))
+    # Serialised in memory, then written through a temporary file and a rename: TorchScript's C++
+    # writer aborts the process on a full disk, and no half-written file may replace a good one.
+    write_text_replacing(path, _serialise(_Network(model).eval().float(), model, format))
     meta = {
         "model": getattr(model, "model_name", type(model).__name__),
         "format": format,

@@ -230,6 +230,8 @@ def format_records(records: list[dict[str, Any]], fmt: str) -> str:
     if fmt == "table":
         lines = []
         for r in records:
+            # One line an image: a file name's control characters (a newline) are written escaped.
+            r = {**r, "path": _printable(r["path"])}
             if "predictions" in r:
                 lines.append(f"{r['path']}: " + ", ".join(f"{p['label']} {p['probability']:.3f}" for p in r["predictions"]))
             elif "labels" in r:
@@ -253,6 +255,11 @@ def format_records(records: list[dict[str, Any]], fmt: str) -> str:
         for r in records:
             writer.writerows([r["path"], d["label"], d["score"], *d["box"], r["drawn"]] for d in r["detections"])
     return buf.getvalue()
+
+
+def _printable(path: str) -> str:
+    """``path`` with control characters escaped as Python writes them (a newline becomes \\n)."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in path)
 
 
 def _key(name: str) -> str:

@@ -29,6 +29,7 @@ from .preprocess import per_channel
 __all__ = [
     "CLASSES",
     "resumed_samples",
+    "ResumableLoader",
     "MEAN",
     "STD",
     "DEBIAN_DIR",
@@ -260,9 +261,24 @@ def resumed_samples(dm: L.LightningDataModule) -> int:
     epochs = loop.epoch_progress.total
     if not (loop.restarting and epochs.started == epochs.ready and epochs.processed == epochs.started - 1):
         return 0
-    done = loop.epoch_loop.batch_progress.current.completed
+    batches = loop.epoch_loop.batch_progress.current
+    # A batch whose step was taken but not yet counted as completed (stopped in its end hooks) is
+    # counted by Lightning as it restarts: skip it too.
+    done = batches.completed + int(batches.processed > batches.completed)
     dm._aug_epoch, dm._aug_batch = trainer.current_epoch, done
     return done * dm.batch_size
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader whose sampler is an :class:`EpochShuffleSampler` that skips what a resumed run
+    trained on. Its whole state (seed, epoch, batches done) is what Lightning restores anyway, so
+    its state dict is empty; having one tells Lightning a mid-epoch resume is exact here."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
 
 
 def next_augment_seed(dm: L.LightningDataModule) -> int:
@@ -410,7 +426,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: TensorImages, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
         dataset = dataset.to(self._device())
-        return DataLoader(
+        return (ResumableLoader if isinstance(sampler, EpochShuffleSampler) else DataLoader)(
             dataset,
             batch_size=batch_size,
             sampler=sampler,

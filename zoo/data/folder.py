@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from ..runtime import seeded_rng
-from .fashion_mnist import EpochShuffleSampler, next_augment_seed, resumed_samples
+from .fashion_mnist import EpochShuffleSampler, ResumableLoader, next_augment_seed, resumed_samples
 from .preprocess import PhotoSteps, Preprocess, per_channel
 
 __all__ = ["ImageFolderDataModule", "IMAGE_EXTENSIONS", "scan_image_folder"]
@@ -254,7 +254,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.setup()
         # The order depends only on (seed, epoch), so a resumed run sees the batches the uninterrupted one would.
         sampler = EpochShuffleSampler(len(self.train_set), self.seed, resumed=lambda: resumed_samples(self))
-        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler,
+        return ResumableLoader(self.train_set, batch_size=self.batch_size, sampler=sampler,
                           num_workers=self.num_workers, drop_last=len(self.train_set) > self.batch_size)  # fmt: skip
 
     def val_dataloader(self) -> DataLoader:

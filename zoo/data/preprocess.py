@@ -211,6 +211,8 @@ class Preprocess:
                 raise ValueError("no images given")
             return torch.cat([self(image) for image in images])
         x = self._to_float_batch(self.upright(images))
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("the image has pixels that are not finite (NaN or inf); pixels are 0-1 floats or 0-255 integers")
         x = self._fit_channels(self._composite(x))
         s = self.steps
         if s.auto_invert or s.levels or s.crop or s.pad_square:  # per image: each has its own background and size
