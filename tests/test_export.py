@@ -93,14 +93,16 @@ def test_export_never_replaces_a_sidecar_it_was_not_asked_to(tmp_path, capsys):
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
-@pytest.mark.parametrize("fmt", ["torchscript", "onnx", "pt2"])
-def test_an_output_that_is_no_file_is_one_line_and_a_full_disk_leaves_nothing(tmp_path, fmt):
-    # TorchScript's writer aborted the process in C++ (exit 134) on /dev/full.
-    for out in ("/dev/full", str(tmp_path)):
-        proc = subprocess.run([sys.executable, "-m", "zoo", "export", "lenet", "--format", fmt, "--out", out, "--force"],
-                              capture_output=True, text=True, timeout=300, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})  # fmt: skip
-        assert proc.returncode == 2, proc.stderr[-2000:]
-        assert proc.stderr.strip().splitlines()[-1] == f"zoo: error: {out} is not a regular file; give the path of a file to write"
+def test_an_output_that_is_no_file_is_one_line_and_a_full_disk_leaves_nothing(tmp_path, capsys):
+    # TorchScript's writer aborted the whole process in C++ (exit 134) on /dev/full: a real process.
+    proc = subprocess.run([sys.executable, "-m", "zoo", "export", "lenet", "--format", "torchscript", "--out", "/dev/full", "--force"],
+                          capture_output=True, text=True, timeout=300, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == "zoo: error: /dev/full is not a regular file; give the path of a file to write"
+    for fmt in ("onnx", "pt2"):
+        for out in ("/dev/full", str(tmp_path)):
+            assert main(["export", "lenet", "--format", fmt, "--out", out, "--force"]) == 2
+            assert capsys.readouterr().err == f"zoo: error: {out} is not a regular file; give the path of a file to write\n"
     assert list(tmp_path.iterdir()) == []
 
 
