@@ -203,3 +203,12 @@ def test_commands_are_quiet_unless_verbose(tmp_path):
     assert "softmax: 1 epochs" in quiet.stdout
     verbose = subprocess.run([*args, "--out", str(tmp_path / "v"), "--verbose"], capture_output=True, text=True, env=env, timeout=300)
     assert verbose.returncode == 0 and "GPU available" in verbose.stdout + verbose.stderr
+
+
+def test_a_module_trains_under_lightnings_barebones_trainer():
+    # barebones=True sets log_every_n_steps to 0, which the loss logging divided by.
+    model = zoo.create_model("softmax", recipe={"schedule": "none"})
+    dm = model.datamodule(train_limit=512, eval_limit=64)
+    trainer = L.Trainer(barebones=True, max_steps=3, accelerator="cpu", limit_val_batches=0)
+    trainer.fit(model, datamodule=dm)
+    assert trainer.global_step == 3

@@ -37,7 +37,8 @@ def log_train_loss(module: L.LightningModule, loss: torch.Tensor) -> None:
     """Log train/loss, but only on the steps the logger writes (Lightning writes when
     (step + 1) % log_every_n_steps == 0): self.log costs Lightning ~0.5 ms of bookkeeping, 5-8 % of
     a LeNet step on a 2-core CPU (scripts/benchmarks/benchmark.py --model lenet)."""
-    if module._trainer is None or (module.trainer.global_step + 1) % module.trainer.log_every_n_steps == 0:
+    every = module.trainer.log_every_n_steps if module._trainer is not None else 1
+    if every and (module._trainer is None or (module.trainer.global_step + 1) % every == 0):  # 0: no logging (barebones)
         module.log("train/loss", loss, prog_bar=True)
 
 
