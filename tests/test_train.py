@@ -212,3 +212,21 @@ def test_a_module_trains_under_lightnings_barebones_trainer():
     trainer = L.Trainer(barebones=True, max_steps=3, accelerator="cpu", limit_val_batches=0)
     trainer.fit(model, datamodule=dm)
     assert trainer.global_step == 3
+
+
+def test_flip_tta_averages_each_image_with_its_mirror_image():
+    from zoo.train import evaluate
+
+    model = zoo.load("lenet_bn")
+    dm = model.datamodule(eval_limit=512, train_limit=1)
+    dm.setup("test")
+    hits = 0
+    with torch.no_grad():
+        for images, labels in dm.test_dataloader():
+            x, y = dm.on_after_batch_transfer((images, labels), 0)
+            hits += int(((model(x) + model(x.flip(-1))) / 2).argmax(-1).eq(y).sum())
+    scores = evaluate(model, eval_limit=512, tta="flip")
+    assert scores["test/acc"] == pytest.approx(hits / 512, abs=1e-6)
+    assert model.tta is None and evaluate(model, eval_limit=512)["test/acc"] != scores["test/acc"]
+    with pytest.raises(ValueError, match="tta must be"):
+        evaluate(zoo.load("tiny_ssd"), eval_limit=8, tta="flip")

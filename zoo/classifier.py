@@ -45,6 +45,9 @@ class ClassifierSteps:
 
     recipe: Any
     num_classes: int
+    #: Test-time augmentation of validation and test steps: "flip" averages the logits of each
+    #: image and its mirror image (set by ``evaluate(tta="flip")`` / ``zoo eval --tta flip``).
+    tta: str | None = None
 
     def init_metrics(self, num_classes: int) -> None:
         # Training batches are never padded, and ignore_index would cost a host sync every step.
@@ -98,7 +101,7 @@ class ClassifierSteps:
 
     def _eval_step(self, batch: Any, stage: str, metric: MulticlassAccuracy) -> None:
         x, y = self._unpack(batch)
-        logits = self(x)
+        logits = (self(x) + self(x.flip(-1))) / 2 if self.tta == "flip" else self(x)
         metric.update(logits, y)
         mean_loss = getattr(self, f"{stage}_loss")
         mean_loss.update(F.cross_entropy(logits.float(), y, reduction="none"), (y != PAD_LABEL).float())

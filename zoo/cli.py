@@ -174,6 +174,7 @@ def _add_eval(sub, common, loading, photo) -> None:
     p.add_argument("--data-dir", help="folder with the four Fashion-MNIST .gz files")
     p.add_argument("--eval-limit", type=positive_int, help="the first N images only")
     p.add_argument("--accelerator", default="auto")
+    p.add_argument("--tta", choices=("flip",), help="classifiers: average each image's logits with its mirror image's")
     p.add_argument("--data", help="score on your image folder DATA/<class>/<images> instead (class folders named like the labels)")
     p.add_argument("--out", help="with --data: folder for eval.json and confusion.png (default: ./eval-<model>)")
     p.add_argument("--force", action="store_true", help="with --data: replace the eval.json and confusion.png already in --out")
@@ -377,13 +378,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.data:
         _apply_photo_flags(model, args)
         return _eval_folder(model, args)
-    scores = evaluate(model, split=args.split, data_dir=args.data_dir, eval_limit=args.eval_limit, accelerator=args.accelerator)
+    scores = evaluate(model, split=args.split, data_dir=args.data_dir, eval_limit=args.eval_limit, accelerator=args.accelerator,
+                      tta=args.tta)  # fmt: skip
     info = model.checkpoint
     print(f"{model.model_name} ({info['source']}: {info['path']})")
     key, name = f"{args.split}/{model.score}", model.score_label
     print(f"  {args.split} {name} {scores[key]:.4f}   " + "   ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != key))
     recorded = info.get("metrics", {}).get(key)
-    if recorded is not None and args.eval_limit is None:
+    if recorded is not None and args.eval_limit is None and not args.tta:
         print(f"  recorded at training: {recorded:.4f}")
     return 0
 

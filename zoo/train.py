@@ -216,14 +216,17 @@ def train(model_name: str, *, recipe: Recipe | dict[str, Any] | str | None = Non
 
 def evaluate(model: L.LightningModule, *, split: str = "test", data_dir: str | os.PathLike | None = None, eval_limit: int | None = None,
              batch_size: int | None = None, accelerator: str = "auto", precision: str | None = None,
-             progress_bar: bool = False) -> dict[str, float]:  # fmt: skip
+             progress_bar: bool = False, tta: str | None = None) -> dict[str, float]:  # fmt: skip
     """The scores of ``model`` on its data's test split (or "val"), with the model's own input size
     and normalisation: the one evaluation routine the zoo reports. Classifiers: top-1 accuracy and
     loss on Fashion-MNIST's official test set; detectors: mAP@0.5 and mAP@[.5:.95] on the scenes
     of that split. ``precision`` defaults to the recipe's on a GPU and to float32 on a CPU (where
-    bf16 autocast only changes the numbers a bundled file is recorded with)."""
+    bf16 autocast only changes the numbers a bundled file is recorded with). ``tta="flip"``
+    (classifiers): each image's logits averaged with its mirror image's."""
     if split not in ("test", "val"):
         raise ValueError(f"split must be 'test' or 'val', got {split!r}")
+    if tta not in (None, "flip") or (tta and not hasattr(model, "tta")):
+        raise ValueError(f"tta must be None or 'flip' (for a classifier), got {tta!r} for {type(model).__name__}")
     # train_limit=1: evaluation needs no training data (a detector would otherwise make 10,000 scenes).
     datamodule = model.datamodule(data_dir=data_dir, eval_limit=eval_limit, eval_batch_size=batch_size, train_limit=1)
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
@@ -231,5 +234,12 @@ def evaluate(model: L.LightningModule, *, split: str = "test", data_dir: str | o
     trainer = L.Trainer(accelerator=accelerator, devices=1, logger=False, enable_progress_bar=progress_bar,
                         enable_model_summary=False, precision=precision)  # fmt: skip
     run = trainer.test if split == "test" else trainer.validate
-    (results,) = run(model, datamodule=datamodule, verbose=False)
+    before = getattr(model, "tta", None)
+    if tta:
+        model.tta = tta
+    try:
+        (results,) = run(model, datamodule=datamodule, verbose=False)
+    finally:
+        if tta:
+            model.tta = before
     return {k: float(v) for k, v in results.items()}
