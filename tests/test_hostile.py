@@ -306,3 +306,18 @@ def test_list_pretrained_survives_a_store_config_whose_kwargs_is_a_string(tmp_pa
     folder.rename(tmp_path / "home" / "checkpoints" / "lenet")
     assert main(["list", "--pretrained"]) == 0
     assert "lenet" in capsys.readouterr().out
+
+
+def test_a_store_save_on_a_full_disk_keeps_the_old_folder_and_leaves_no_temporary_one(tmp_path):
+    # A file-size limit stands in for a full disk: the write fails with an OSError (EFBIG, as ENOSPC would).
+    store = tmp_path / "store" / "lenet"
+    shutil.copytree(ROOT / "zoo" / "weights" / "softmax", store)  # an older save, much smaller than lenet
+    before = {p.name: p.read_bytes() for p in store.iterdir()}
+    script = ("import resource, signal, sys, zoo\nsignal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\n"
+              "try:\n    zoo.save_checkpoint(zoo.load('lenet'), sys.argv[1])\nexcept OSError as e:\n    print('REFUSED', e)\n")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", script, str(store)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert out.returncode == 0 and out.stdout.startswith("REFUSED"), out.stdout + out.stderr[-2000:]
+    assert {p.name: p.read_bytes() for p in store.iterdir()} == before
+    assert sorted(p.name for p in store.parent.iterdir()) == ["lenet"]

@@ -93,7 +93,10 @@ def save_checkpoint(model: Any, folder: str | os.PathLike, *, metrics: dict[str,
     try:
         stored = STORED_DTYPES[dtype]
         state = {k: (v.to(stored) if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "zoo_model": name, "dtype": dtype})
+        try:
+            save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "zoo_model": name, "dtype": dtype})
+        except Exception as err:  # safetensors raises its own error for a full disk, not an OSError
+            raise OSError(f"cannot write the weights of {folder}: {err}") from None
         config = {
             "model": name,
             "kwargs": model.zoo_kwargs,

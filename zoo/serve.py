@@ -210,7 +210,8 @@ class RequestCheck:
             return await _reply(scope, receive, send, 415, f"content type {ctype or 'none'!r}: " + SEND_HOW)
         body = await self._read(receive)
         if body is None:
-            return await _reply(scope, receive, send, 413, f"the body is over the server's limit of {self.max_bytes:,} bytes")
+            limit = f" of {self.max_bytes:,} bytes" if self.max_bytes is not None else ""
+            return await _reply(scope, receive, send, 413, f"the body is over the server's upload limit{limit}")
         try:
             json.loads(body)
         except RecursionError:
