@@ -2,10 +2,14 @@
 """Choose zoo stylize's default feature network by measurement: on fixed content/style pairs, each
 candidate stylises at several style weights, and a judge network that none of the candidates is
 scores every result's content and style distance; the candidate whose results have the lower style
-distance at matched content distance wins. Two judges of opposite leanings: the zoo's trained
-DenseNet (trained on Fashion-MNIST, as resnet18 is; gray, so blind to colour) and VGG-19 with other
-random weights (seed 1; the random candidate's architecture). Writes a JSON of every point and a
-picture of the results side by side.
+distance at matched content distance wins. Three judges: two of opposite leanings, the zoo's
+trained DenseNet (trained on Fashion-MNIST, as resnet18 is; gray, so blind to colour) and VGG-19
+with other random weights (seed 1; the random candidate's architecture), and one of neither kind,
+``gabor``: a fixed bank of oriented Gabor filters on each colour channel at four scales, the
+classic hand-made texture statistics (no learnt or random weights; it sees colour). A fourth,
+``colour``, reads colour alone: the pixels themselves at four scales, so its style distance is
+that of the colours' second moments (the part of a style a gray-trained network cannot carry).
+Writes a JSON of every point and a picture of the results side by side.
 
     python scripts/studies/style_features.py --out results/style-features.json --plot results/plots/style-features.png
 """
@@ -23,7 +27,58 @@ from torchvision.transforms.functional import pil_to_tensor
 from torchvision.utils import make_grid
 
 from zoo.runs import quiet_libraries
-from zoo.style import DEFAULT_LR, SAMPLE_PAIRS, StyleTransfer, feature_net, load_image, sample_image, stylize
+from zoo.style import DEFAULT_LR, SAMPLE_PAIRS, FeatureNet, StyleTransfer, feature_net, load_image, sample_image, stylize
+
+
+class GaborBank(torch.nn.Module):
+    """Rectified responses of fixed Gabor filters (4 orientations x even/odd phase, wavelength 4 px)
+    and a 3x3 blur, on each of R, G and B, at four scales (each half the last): one tap per scale."""
+
+    def __init__(self, scales: int = 4, size: int = 7, wavelength: float = 4.0, sigma: float = 2.0) -> None:
+        super().__init__()
+        r = torch.arange(size, dtype=torch.float32) - size // 2
+        yy, xx = torch.meshgrid(r, r, indexing="ij")
+        kernels = []
+        for k in range(4):
+            theta = k * math.pi / 4
+            u = xx * math.cos(theta) + yy * math.sin(theta)
+            envelope = torch.exp(-(xx**2 + yy**2) / (2 * sigma**2))
+            for phase in (torch.cos, torch.sin):
+                g = envelope * phase(2 * math.pi * u / wavelength)
+                kernels.append((g - g.mean()) / g.norm())  # zero mean: colour goes to the blur alone
+        blur = torch.zeros(size, size)
+        blur[size // 2 - 1: size // 2 + 2, size // 2 - 1: size // 2 + 2] = 1 / 9
+        kernels.append(blur)
+        bank = torch.stack(kernels)[:, None]  # (9, 1, size, size), applied to each colour channel
+        self.register_buffer("weight", bank.repeat(3, 1, 1, 1))  # grouped: 9 filters per channel
+        self.scales, self.pad = scales, size // 2
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        taps = []
+        for s in range(self.scales):
+            if s:
+                x = torch.nn.functional.avg_pool2d(x, 2)
+            y = torch.nn.functional.conv2d(torch.nn.functional.pad(x, [self.pad] * 4, mode="reflect"), self.weight, groups=3)
+            taps.append(y.abs())
+        return taps
+
+
+class ColourPyramid(torch.nn.Module):
+    """The image itself at four scales (each half the last): its Gram matrices are the colours'
+    (uncentred) second moments, locally averaged."""
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [x] + [torch.nn.functional.avg_pool2d(x, 2**s) for s in range(1, 4)]
+
+
+def make_judge(spec: str):
+    """A judge network: "gabor" (:class:`GaborBank`), "colour" (:class:`ColourPyramid`) or a zoo
+    feature network, NAME or NAME:SEED."""
+    if spec in ("gabor", "colour"):
+        taps = GaborBank() if spec == "gabor" else ColourPyramid()
+        return FeatureNet(taps, content=[1], style=[0, 1, 2, 3], mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), name=spec)
+    name, _, seed = spec.partition(":")
+    return feature_net(name, seed=int(seed or 0))
 
 
 def judge_distances(judge, content, style, result) -> dict[str, float]:
@@ -58,7 +113,8 @@ def compare(points: list[dict], candidates: list[str], judge: str) -> dict[str, 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--candidates", default="vgg19-random,resnet18")
-    p.add_argument("--judges", default="densenet,vgg19-random:1", help="the scoring networks (NAME or NAME:SEED; none a candidate)")
+    p.add_argument("--judges", default="densenet,vgg19-random:1,gabor,colour",
+                   help="the scoring networks (gabor, colour, NAME or NAME:SEED; none a candidate)")
     p.add_argument("--style-weights", default="1e3,1e4,1e5")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--steps", type=int, default=100)
@@ -73,7 +129,7 @@ def main() -> None:
         name, _, seed = spec.partition(":")
         if spec in candidates or (name in candidates and not seed):
             raise SystemExit(f"the judge {spec} must not be one of the candidates")
-        judges[spec] = feature_net(name, seed=int(seed or 0))
+        judges[spec] = make_judge(spec)
     points, tiles = [], []
     for content_name, style_name in SAMPLE_PAIRS:
         content, style = load_image(sample_image(content_name), args.size), load_image(sample_image(style_name), args.size)
@@ -95,14 +151,18 @@ def main() -> None:
     summary = {judge: compare(points, candidates, judge) for judge in judges}
     wins = {judge: {name: sum(min(candidates, key=lambda n: row[n]) == name for row in rows.values()) for name in candidates}
             for judge, rows in summary.items()}  # fmt: skip
+    # Over the pairs, each candidate's geometric mean style distance (pairs differ in scale; this
+    # weighs a factor on any pair alike, where a count of wins ignores by how much).
+    geomean = {judge: {name: math.exp(sum(math.log(row[name]) for row in rows.values()) / len(rows)) for name in candidates}
+               for judge, rows in summary.items()}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"judges": list(judges), "size": args.size, "steps": args.steps, "lr": args.lr, "points": points,
-                                    "style_at_matched_content": summary, "wins": wins}, indent=2) + "\n")  # fmt: skip
+                                    "style_at_matched_content": summary, "wins": wins, "geometric_mean": geomean}, indent=2) + "\n")  # fmt: skip
     size = tiles[0].shape[-2:]
     grid = make_grid([torch.nn.functional.interpolate(t[None], size=size)[0] for t in tiles], nrow=2 + len(candidates), padding=2)
     args.plot.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray((grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(args.plot)
-    print(json.dumps({"style_at_matched_content": summary, "wins": wins}, indent=2))
+    print(json.dumps({"style_at_matched_content": summary, "wins": wins, "geometric_mean": geomean}, indent=2))
     print(f"wrote {args.out} and {args.plot} (rows: content, style, then each candidate at style weight 1e4)")
 
 
