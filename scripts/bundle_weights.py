@@ -71,9 +71,10 @@ def bundle_trained_elsewhere(src: Path) -> Path:
         raise SystemExit(f"{name}: {FP16_NAME} is over {MAX_FILE_BYTES:,} bytes even as float16; it stays on the Hub only")
     scores = _scores(dst)
     _set_metrics(dst, scores)
-    recorded = config.get("metrics", {}).get("test/acc")
-    print(f"{name}: bundled {dst} ({(dst / WEIGHTS_NAME).stat().st_size:,} bytes, float16) — test top-1 "
-          f"{scores['test/acc']:.4f} re-measured here in float32 (training recorded {recorded})")  # fmt: skip
+    key = f"test/{model.score}"  # acc for a classifier, map50 for a detector, miou for a segmenter
+    recorded = config.get("metrics", {}).get(key)
+    print(f"{name}: bundled {dst} ({(dst / WEIGHTS_NAME).stat().st_size:,} bytes, float16) — test {model.score_label} "
+          f"{scores[key]:.4f} re-measured here in float32 (training recorded {recorded})")  # fmt: skip
     return dst
 
 

@@ -43,6 +43,19 @@ def test_faster_rcnn_is_torchvisions_set_up_for_the_scenes():
         model(torch.randn(1, 1, 96, 96))
 
 
+def test_the_box_head_options_build_torchvisions_heads():
+    model = zoo.create_model("faster_rcnn", box_convs=2, box_samples=64, pretrained_backbone=False)
+    head = model.rcnn.roi_heads
+    assert isinstance(head.box_head, torchvision.models.detection.faster_rcnn.FastRCNNConvFCHead)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in head.box_head.modules()) == 2
+    assert head.fg_bg_sampler.batch_size_per_image == 64
+    model.eval()
+    assert len(model.detect(torch.randn(1, 1, 96, 96))) == 1
+    for bad in ({"box_convs": -1}, {"box_samples": 0}, {"box_convs": 1.5}):
+        with pytest.raises(ValueError, match=f"{next(iter(bad))} must be an integer"):
+            zoo.create_model("faster_rcnn", **bad)
+
+
 def test_the_backbone_starts_from_the_zoo_resnet18():
     model = zoo.create_model("faster_rcnn")
     before = model.backbone.body["5"][0].conv1.weight.clone()

@@ -21,7 +21,7 @@ from torch import nn
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.detection import FasterRCNN as TorchvisionFasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 
 from ..base import ClassifierBackbone, log_train_loss
@@ -55,6 +55,14 @@ class ResNetFPN(nn.Module):
         return self.fpn(self.body(x))
 
 
+def box_head(channels: int, width: int, convs: int) -> nn.Module:
+    """The box head on 7x7 RoI features: torchvision's two-layer MLP, or ``convs`` 3x3 convolutions
+    (batch norm, ReLU) and one fully connected layer (its FastRCNNConvFCHead)."""
+    if convs == 0:
+        return TwoMLPHead(channels * 7 * 7, width)
+    return FastRCNNConvFCHead((channels, 7, 7), [channels] * convs, [width], norm_layer=nn.BatchNorm2d)
+
+
 class FasterRCNN(ClassifierBackbone, Detector):
     """torchvision's Faster R-CNN on the zoo's ResNet-18 features, as a zoo :class:`Detector`.
 
@@ -67,7 +75,10 @@ class FasterRCNN(ClassifierBackbone, Detector):
         source: the zoo classifier whose stem and stages make the backbone (a ResNet).
         stages: how many of its residual stages (3: strides 4, 8, 16 on the scene).
         fpn_channels: channels of every pyramid level.
-        representation_size: width of the two-layer box head.
+        representation_size: width of the box head's fully connected layers (torchvision's 1024).
+        box_convs: 3x3 convolutions (with batch norm) on the RoI features before the box head's
+            fully connected layer (torchvision's FastRCNNConvFCHead); 0: its two-layer MLP head.
+        box_samples: RoIs sampled per scene to train the box head (a quarter of them items).
         roi_scale: the box side that FPN's level rule maps to the 1/16 level (torchvision's 224).
         pretrained_backbone: when training starts, copy the stages' weights from the zoo's trained
             ``source`` (``zoo.load``, verified); a loaded or resumed model keeps its own
@@ -84,9 +95,12 @@ class FasterRCNN(ClassifierBackbone, Detector):
     # differently); validation scores the detections.
     eval_loss = False
 
-    def __init__(self, *, source: str = "resnet18", stages: int = 3, fpn_channels: int = 64, representation_size: int = 256,
-                 roi_scale: int = 224, pretrained_backbone: bool = True, score_threshold: float = 0.05, nms_threshold: float = 0.5, top_k: int = 20,
-                 **kwargs: Any) -> None:  # fmt: skip
+    def __init__(self, *, source: str = "resnet18", stages: int = 3, fpn_channels: int = 64, representation_size: int = 1024,
+                 box_convs: int = 0, box_samples: int = 32, roi_scale: int = 224, pretrained_backbone: bool = True,
+                 score_threshold: float = 0.05, nms_threshold: float = 0.5, top_k: int = 20, **kwargs: Any) -> None:  # fmt: skip
+        for name, value, least in (("box_convs", box_convs, 0), ("box_samples", box_samples, 1)):
+            if not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
         super().__init__(**kwargs)
         self.source, self.pretrained_backbone = source, pretrained_backbone
         backbone = ResNetFPN(build_model(source, in_chans=self.in_chans).backbone, stages=stages, out_channels=fpn_channels)
@@ -99,12 +113,12 @@ class FasterRCNN(ClassifierBackbone, Detector):
             backbone,
             rpn_anchor_generator=AnchorGenerator(ANCHOR_SIZES[:stages], (ASPECT_RATIOS,) * stages),
             box_roi_pool=roi_pool,
-            box_head=TwoMLPHead(fpn_channels * 7 * 7, representation_size),
+            box_head=box_head(fpn_channels, representation_size, box_convs),
             box_predictor=FastRCNNPredictor(representation_size, self.num_classes + 1),  # + background
             min_size=self.input_size, max_size=self.input_size,  # the scene's own size
             image_mean=[0.0] * self.in_chans, image_std=[1.0] * self.in_chans,  # inputs come normalised
             rpn_pre_nms_top_n_train=300, rpn_post_nms_top_n_train=100, rpn_pre_nms_top_n_test=150, rpn_post_nms_top_n_test=50,
-            rpn_batch_size_per_image=64, box_batch_size_per_image=32,  # a scene has 1-4 items, not 100
+            rpn_batch_size_per_image=64, box_batch_size_per_image=box_samples,  # a scene has 1-4 items, not 100
             box_score_thresh=score_threshold, box_nms_thresh=nms_threshold, box_detections_per_img=top_k,
         )  # fmt: skip
         self.copy_backbone_on_fit()
