@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Draw a detector's predictions (red) and the ground truth (green) on Fashion-MNIST test scenes.
+"""Draw a detector's predictions (red; mask_rcnn's masks coloured by class) and the ground truth
+(green) on Fashion-MNIST test scenes.
 
     python scripts/detect.py --model tiny_ssd --scenes 8 --out results/plots/tiny_ssd-scenes.png
     python scripts/detect.py --model runs/tiny_ssd/version_0/export --save-scenes scenes/   # also the raw PNGs
@@ -18,6 +19,7 @@ from torchvision.utils import draw_bounding_boxes, make_grid
 
 import zoo
 from zoo.detection.scenes import FashionMNISTScenesDataModule
+from zoo.predict import overlay_masks
 
 
 def main() -> None:
@@ -44,6 +46,9 @@ def main() -> None:
         truth = target[target[:, 0] >= 0]
         img = draw_bounding_boxes(img, truth[:, 1:] * side, colors="lime", width=1)
         keep = pred["scores"] >= args.min_score
+        if "masks" in pred and keep.any():
+            masks = torch.nn.functional.interpolate(pred["masks"][keep][:, None].float(), size=(side, side), mode="nearest")[:, 0] > 0.5
+            img = overlay_masks(img, masks, pred["labels"][keep], pred["scores"][keep])
         names = [f"{model.label_names[int(c)]} {float(s):.2f}" for c, s in zip(pred["labels"][keep], pred["scores"][keep])]
         img = draw_bounding_boxes(img, pred["boxes"][keep].clamp(0, 1) * side, labels=names, colors="red", width=2)
         tiles.append(img)

@@ -16,7 +16,7 @@ from PIL import Image
 
 import zoo
 from zoo.checkpoint import CONFIG_NAME, WEIGHTS_NAME, CheckpointError, sha256_file, write_config
-from zoo.manifest import BUNDLED_DIR, read_manifest
+from zoo.manifest import BUNDLE_MAX_FILE_BYTES, BUNDLE_MAX_TOTAL_BYTES, BUNDLED_DIR, read_manifest
 from zoo.pretrained import WeightsNotFoundError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +84,7 @@ def test_model_card_has_hub_metadata(tmp_path):
     assert config["recipe"]["optimizer"] == "sgd" and config["params"] == 203_530
 
 
-@pytest.mark.parametrize("name", ["lenet", "ssd_fmnist", "faster_rcnn", "fcn"])
+@pytest.mark.parametrize("name", ["lenet", "ssd_fmnist", "faster_rcnn", "mask_rcnn", "fcn"])
 def test_the_bundled_cards_code_runs_and_says_what_is_in_a_real_image(name, fmnist, capsys):
     """The card's snippet is what a user copies first: it must run on the model's own task."""
     from zoo.detection.scenes import make_scenes
@@ -218,13 +218,13 @@ def test_manifest_matches_the_real_files():
     assert (ROOT / "zoo" / "checkpoints.json").read_text() == top  # the package's copy is the same
     entries = read_manifest(ROOT / "checkpoints.json")
     bundled = {e["model"] for e in entries.values() if e["bundled"]}
-    assert bundled == {"softmax", "mlp", "lenet", "lenet_bn", "tiny_ssd", "ssd_fmnist", "faster_rcnn", "fcn", "resnet18", "densenet"}
+    assert bundled == {"softmax", "mlp", "lenet", "lenet_bn", "tiny_ssd", "ssd_fmnist", "faster_rcnn", "mask_rcnn", "fcn", "resnet18", "densenet"}
     total = 0
     for name in bundled:
         entry, folder = entries[name], BUNDLED_DIR / name
         weights = folder / WEIGHTS_NAME
         assert sha256_file(weights) == entry["sha256"] and weights.stat().st_size == entry["size"]
-        assert entry["size"] <= 25 * 2**20
+        assert entry["size"] <= BUNDLE_MAX_FILE_BYTES
         total += entry["size"]
         model = zoo.load(name, source="bundled")
         assert sum(p.numel() for p in model.parameters()) == entry["params"]
@@ -233,7 +233,7 @@ def test_manifest_matches_the_real_files():
         config = json.loads((folder / CONFIG_NAME).read_text())
         assert entry["metrics"] == {k: v for k, v in config["metrics"].items() if k.startswith(("test/", "val/"))}
         assert entry["recipe"] == config["recipe"] and entry["hardware"] and entry["wall_time_s"] > 0
-    assert total <= 60 * 2**20
+    assert total <= BUNDLE_MAX_TOTAL_BYTES
 
 
 def test_bundled_accuracy_is_what_the_bundled_file_scores():

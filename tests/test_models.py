@@ -11,7 +11,7 @@ from zoo.classifier import ImageClassifier
 from book_nets import BOOK_NETS, materialise
 
 CLASSIFIERS = [n for n in zoo.list_models() if zoo.get_spec(n).task == "classification"]
-BOOK_ORDER = ["linreg", "softmax", "mlp", "lenet", "lenet_bn", "alexnet", "vgg11", "nin", "googlenet", "resnet18", "densenet", "tiny_ssd", "ssd_fmnist", "faster_rcnn", "fcn"]
+BOOK_ORDER = ["linreg", "softmax", "mlp", "lenet", "lenet_bn", "alexnet", "vgg11", "nin", "googlenet", "resnet18", "densenet", "tiny_ssd", "ssd_fmnist", "faster_rcnn", "mask_rcnn", "fcn"]
 
 
 def n_params(module: torch.nn.Module) -> int:

@@ -191,12 +191,16 @@ class ClassifierBackbone:
         """The layers that take the classifier's weights, under its backbone's names ("0", "1"...)."""
         raise NotImplementedError
 
+    def copy_pretrained(self) -> None:
+        """Copy the trained weights in: by default ``source``'s into :meth:`backbone_layers`."""
+        from .pretrained import load_backbone_layers  # the registry's floor stays below the weights layer
+
+        load_backbone_layers(self.backbone_layers(), self.source, in_chans=self.in_chans)
+
     def setup(self, stage: str) -> None:
         # Lightning calls setup before it restores a checkpoint: a resumed run ends with its own weights.
         if stage == "fit" and self.pretrained_backbone and not self._backbone_copied:
-            from .pretrained import load_backbone_layers  # the registry's floor stays below the weights layer
-
-            load_backbone_layers(self.backbone_layers(), self.source, in_chans=self.in_chans)
+            self.copy_pretrained()
             self._backbone_copied = True
 
 

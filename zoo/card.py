@@ -58,7 +58,7 @@ _MEASURED = {
     "image-segmentation": "Mean IoU over background and the 10 classes, on the label maps of 2,000 test scenes made only "
                           "from the official test images, with the final weights.",
 }  # fmt: skip
-_HUB_METRIC = {"acc": "accuracy", "map50": "map_50", "miou": "mean_iou"}
+_HUB_METRIC = {"acc": "accuracy", "map50": "map_50", "mask_map50": "mask_map_50", "miou": "mean_iou"}
 
 
 def model_card(config: dict[str, Any]) -> str:

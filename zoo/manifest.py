@@ -21,8 +21,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 BUNDLED_DIR = PACKAGE_DIR / "weights"
 HUB_ORG = "d2l-zoo"  # default Hub namespace: d2l-zoo/<model>
 # The bundling rule: small enough to ship in every install (float16 counts: 2 bytes a parameter).
+# The total keeps the wheel under PyPI's default limit of 100 MB a file, with room for the code.
 BUNDLE_MAX_FILE_BYTES = 25 * 2**20
-BUNDLE_MAX_TOTAL_BYTES = 60 * 2**20
+BUNDLE_MAX_TOTAL_BYTES = 90 * 2**20
 
 
 def manifest_paths() -> list[Path]:

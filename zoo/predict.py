@@ -19,12 +19,13 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from .data.folder import IMAGE_EXTENSIONS
 
 __all__ = ["expand_inputs", "read_image", "classify", "classify_images", "detect", "detect_image", "segment", "segment_image",
-           "PALETTE", "format_records", "evaluate_folder", "FORMATS"]  # fmt: skip
+           "PALETTE", "MASK_COLOURS", "overlay_masks", "format_records", "evaluate_folder", "FORMATS"]  # fmt: skip
 
 FORMATS = ("table", "csv", "json")
 Skip = Callable[[str, str], None]
@@ -136,7 +137,9 @@ def classify_images(model: Any, images: list[Any], *, top_k: int = 3) -> list[li
 @torch.no_grad()
 def detect_image(model: Any, img: Image.Image, *, min_score: float = 0.5) -> tuple[Image.Image, list[dict[str, Any]]]:
     """A detector's boxes on one image: (the image as a viewer shows it, with the boxes drawn;
-    ``[{"label", "score", "box"}]`` with boxes in its pixels, (x0, y0, x1, y1))."""
+    ``[{"label", "score", "box"}]`` with boxes in its pixels, (x0, y0, x1, y1)). A detector that
+    segments too (mask_rcnn) also colours each item's mask, and each detection gets "mask_pixels",
+    the mask's area in the image's pixels."""
     from torchvision.transforms.v2.functional import pil_to_tensor
     from torchvision.utils import draw_bounding_boxes
 
@@ -150,9 +153,15 @@ def detect_image(model: Any, img: Image.Image, *, min_score: float = 0.5) -> tup
     labels = [model.label_names[int(c)] for c in found["labels"][keep]]
     scores = [round(float(s), 4) for s in found["scores"][keep]]
     names = [f"{label} {score:.2f}" for label, score in zip(labels, scores)]
-    drawn = draw_bounding_boxes(pil_to_tensor(rgb), boxes, labels=names, colors="red", width=max(1, rgb.width // 96))
+    pixels = pil_to_tensor(rgb)
     detections = [{"label": label, "score": score, "box": [round(v, 1) for v in box.tolist()]}
                   for label, score, box in zip(labels, scores, boxes)]  # fmt: skip
+    if "masks" in found:  # the model's masks cover its input, the whole image resized: back to the image's size
+        masks = F.interpolate(found["masks"][keep][:, None].float(), size=(rgb.height, rgb.width), mode="nearest")[:, 0] > 0.5
+        pixels = overlay_masks(pixels, masks, found["labels"][keep], found["scores"][keep])
+        for d, m in zip(detections, masks):
+            d["mask_pixels"] = int(m.sum())
+    drawn = draw_bounding_boxes(pixels, boxes, labels=names, colors="red", width=max(1, rgb.width // 96))
     return Image.fromarray(drawn.permute(1, 2, 0).numpy()), detections
 
 
@@ -188,6 +197,23 @@ def detect(model: Any, paths: list[str], *, on_skip: Skip, min_score: float = 0.
 #: The colours of a segmentation mask, one per label: background black, then PASCAL VOC's colour map.
 PALETTE = ((0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0), (0, 0, 128), (128, 0, 128), (0, 128, 128), (128, 128, 128),
            (64, 0, 0), (192, 0, 0), (64, 128, 0), (192, 128, 0), (64, 0, 128), (192, 0, 128), (64, 128, 128), (192, 128, 128))  # fmt: skip
+
+def overlay_masks(image: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor, *,
+                  alpha: float = 0.5) -> torch.Tensor:  # fmt: skip
+    """``image`` (3, H, W) uint8 with each boolean mask (K, H, W) blended in its class's colour
+    (:data:`MASK_COLOURS`), the most confident last, so that it shows where two overlap
+    (torchvision's ``draw_segmentation_masks`` blacks overlaps out when given them together)."""
+    from torchvision.utils import draw_segmentation_masks
+
+    for k in scores.argsort().tolist():
+        image = draw_segmentation_masks(image, masks[k], alpha=alpha, colors=MASK_COLOURS[int(labels[k]) % len(MASK_COLOURS)])
+    return image
+
+
+#: The colours of instance masks laid over an image, one per class: saturated and never gray, so a
+#: mask shows on a gray scene (Trubetskoy's distinct colours).
+MASK_COLOURS = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
+                (240, 50, 230), (210, 245, 60), (250, 190, 212))  # fmt: skip
 
 
 @torch.no_grad()

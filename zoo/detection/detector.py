@@ -42,6 +42,9 @@ class Detector(ImageModel):
     fresh_scenes: bool = False
     #: Validation logs "val/loss" too (False where the loss exists only in training mode).
     eval_loss: bool = True
+    #: The model also segments each item: its targets are (boxes, instance maps), its detections
+    #: carry "masks", and it is scored on masks too ("mask_map50", "mask_map").
+    instance_masks: bool = False
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -77,7 +80,8 @@ class Detector(ImageModel):
         if stage not in self._maps:
             from torchmetrics.detection import MeanAveragePrecision
 
-            self._maps[stage] = MeanAveragePrecision(iou_type="bbox").to(self.device)
+            iou_type = ("bbox", "segm") if self.instance_masks else "bbox"
+            self._maps[stage] = MeanAveragePrecision(iou_type=iou_type).to(self.device)
         return self._maps[stage]
 
     def _eval_step(self, batch: Any, stage: str) -> None:
@@ -87,12 +91,27 @@ class Detector(ImageModel):
             self.log(f"{stage}/loss", self.loss(outputs, targets), prog_bar=stage == "val")
         scale = float(self.input_size)
         preds = [{k: (v * scale if k == "boxes" else v) for k, v in d.items()} for d in self.decode(outputs)]
-        truth = [{"boxes": t[t[:, 0] >= 0, 1:] * scale, "labels": t[t[:, 0] >= 0, 0].long()} for t in targets]
-        self._metric(stage).update(preds, truth)
+        self._metric(stage).update(preds, self.truth(targets))
+
+    def truth(self, targets: Any) -> list[dict[str, torch.Tensor]]:
+        """A batch's targets as torchmetrics' ground truth: per image, boxes in pixels and labels
+        (and, with ``instance_masks``, "masks": one boolean map per box)."""
+        boxes, instances = targets if self.instance_masks else (targets, None)
+        scale = float(self.input_size)
+        truth = [{"boxes": t[t[:, 0] >= 0, 1:] * scale, "labels": t[t[:, 0] >= 0, 0].long()} for t in boxes]
+        if instances is not None:
+            for row, t, m in zip(truth, boxes, instances):
+                ids = torch.nonzero(t[:, 0] >= 0)[:, 0] + 1  # box row j's pixels are where the map is j + 1
+                row["masks"] = m[None] == ids[:, None, None].to(m.device)
+        return truth
 
     def _eval_epoch_end(self, stage: str) -> None:
         metric = self._metric(stage)
         result = metric.compute()
+        if self.instance_masks:  # torchmetrics names each kind's scores "bbox_..." and "segm_..."
+            self.log(f"{stage}/mask_map50", result["segm_map_50"].float(), prog_bar=True)
+            self.log(f"{stage}/mask_map", result["segm_map"].float())
+            result = {k[len("bbox_"):]: v for k, v in result.items() if k.startswith("bbox_")}
         self.log(f"{stage}/map50", result["map_50"].float(), prog_bar=True)
         self.log(f"{stage}/map", result["map"].float())
         metric.reset()

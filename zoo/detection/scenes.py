@@ -38,13 +38,17 @@ BACKGROUNDS = ("noise", "clean", "gradient")
 
 def make_scenes(images: torch.Tensor, labels: torch.Tensor, n: int, *, seed: int, canvas: int = 96, min_size: int = 28,
                 max_size: int = 48, max_objects: int = MAX_OBJECTS, noise: int = 12, label_maps: bool = False,
-                backgrounds: tuple[str, ...] = ("noise",)) -> tuple[torch.Tensor, ...]:  # fmt: skip
+                instance_maps: bool = False, backgrounds: tuple[str, ...] = ("noise",)) -> tuple[torch.Tensor, ...]:  # fmt: skip
     """``n`` scenes from the uint8 ``images`` (N, 28, 28): (n, 1, canvas, canvas) uint8 and
     (n, max_objects, 5) float rows (class, x1, y1, x2, y2) with coordinates in [0, 1], padded with -1.
 
     With ``label_maps``, also (n, canvas, canvas) uint8 per-pixel labels: 0 for background, class + 1
     where an item's pixel is above :data:`ITEM_LEVEL` and visible (where items overlap, the brighter
     pixel shows, as in the scene, and labels the pixel). The scenes and boxes are the same either way.
+
+    With ``instance_maps``, also (last) (n, canvas, canvas) uint8 instance maps: 0 for background, j + 1
+    where the item of box row j shows (the same pixels as the label maps), so that ``map == j + 1``
+    is that item's instance mask.
 
     ``backgrounds`` (of :data:`BACKGROUNDS`): each scene's is drawn from these; the items, their
     places and boxes depend only on ``seed``, whatever the backgrounds (a clean-canvas test set
@@ -58,10 +62,12 @@ def make_scenes(images: torch.Tensor, labels: torch.Tensor, n: int, *, seed: int
         scenes = _backgrounds(scenes, backgrounds, noise, seed)
     targets = torch.full((n, max_objects, 5), -1.0)
     maps = torch.zeros((n, canvas, canvas), dtype=torch.uint8) if label_maps else None
+    instances = torch.zeros((n, canvas, canvas), dtype=torch.uint8) if instance_maps else None
     # The pasting works on NumPy views of the same memory, and the overlap test on plain ints: a
     # scene is a few dozen tiny operations, where torch's per-call overhead was most of the time
     # (the scenes, boxes and maps are the same to the bit as with torch ops throughout).
-    pixels, maps_np, classes = scenes.numpy(), (maps.numpy() if maps is not None else None), labels.tolist()
+    pixels, classes = scenes.numpy(), labels.tolist()
+    maps_np, instances_np = (m.numpy() if m is not None else None for m in (maps, instances))
     for i in range(n):
         count = int(torch.randint(1, max_objects + 1, (1,), generator=gen))
         placed: list[tuple[int, int, int]] = []  # (x0, y0, side) of each item's square
@@ -78,9 +84,12 @@ def make_scenes(images: torch.Tensor, labels: torch.Tensor, n: int, *, seed: int
             item = F.interpolate(images[k][None, None].float(), size=(side, side), mode="bilinear", align_corners=False)[0, 0]
             item = item.round().clamp(0, 255).to(torch.uint8).numpy()
             region = pixels[i, 0, y0 : y0 + side, x0 : x0 + side]
-            if maps_np is not None:  # before pasting: where this item's pixel is the one that shows
+            if maps_np is not None or instances_np is not None:  # before pasting: where this item's pixel shows
                 shows = (item > ITEM_LEVEL) & (item >= region)
-                maps_np[i, y0 : y0 + side, x0 : x0 + side][shows] = classes[k] + 1
+                if maps_np is not None:
+                    maps_np[i, y0 : y0 + side, x0 : x0 + side][shows] = classes[k] + 1
+                if instances_np is not None:  # an item without a box shows no pixel either, so rows stay aligned
+                    instances_np[i, y0 : y0 + side, x0 : x0 + side][shows] = len(placed) + 1
             np.maximum(region, item, out=region)
             # The tight box of the item's visible pixels (Fashion-MNIST items rarely fill 28x28).
             rows = np.flatnonzero(item.max(axis=1) > ITEM_LEVEL)
@@ -90,7 +99,7 @@ def make_scenes(images: torch.Tensor, labels: torch.Tensor, n: int, *, seed: int
             box = (x0 + cols[0], y0 + rows[0], x0 + cols[-1] + 1, y0 + rows[-1] + 1)
             targets[i, len(placed)] = torch.tensor([classes[k], *(int(v) / canvas for v in box)])
             placed.append((x0, y0, side))
-    return (scenes, targets) if maps is None else (scenes, targets, maps)
+    return (scenes, targets, *(m for m in (maps, instances) if m is not None))
 
 
 def _square_iou(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
@@ -133,6 +142,8 @@ class FashionMNISTScenesDataModule(L.LightningDataModule):
         mean, std: normalisation, Fashion-MNIST's by default (close to the scenes' own).
         label_maps: batches of (scene, per-pixel labels (canvas, canvas), long) for segmentation,
             instead of (scene, boxes); the same scenes.
+        instance_maps: batches of (scene, (boxes, instance maps (canvas, canvas), long)) for instance
+            segmentation: ``maps == j + 1`` is the mask of box row j (see :func:`make_scenes`).
         backgrounds: the training scenes' backgrounds (see :func:`make_scenes`).
         test_backgrounds: the validation and test scenes' (the same items whatever they are).
         fresh_train: draw new training scenes every epoch (epoch e from its own seed; epoch 0's are
@@ -144,15 +155,18 @@ class FashionMNISTScenesDataModule(L.LightningDataModule):
     def __init__(self, *, data_dir: str | os.PathLike | None = None, num_train: int = 10_000, num_val: int = 1_000,
                  num_test: int = 2_000, canvas: int = 96, min_size: int = 28, max_size: int = 48, batch_size: int = 64,
                  seed: int = 0, mean: float = 0.286, std: float = 0.353, num_workers: int = 0, label_maps: bool = False,
-                 backgrounds: tuple[str, ...] = ("noise",), test_backgrounds: tuple[str, ...] = ("noise",),
+                 instance_maps: bool = False, backgrounds: tuple[str, ...] = ("noise",), test_backgrounds: tuple[str, ...] = ("noise",),
                  fresh_train: bool = False) -> None:  # fmt: skip
         super().__init__()
         if not 8 <= min_size <= max_size <= canvas:
             raise ValueError(f"need 8 <= min_size <= max_size <= canvas, got {min_size}, {max_size}, {canvas}")
+        if label_maps and instance_maps:
+            raise ValueError("label_maps (segmentation) and instance_maps (instance segmentation) are two kinds of batch: choose one")
         self.data_dir, self.seed, self.batch_size, self.num_workers = data_dir, seed, batch_size, num_workers
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
-        self.scene_kwargs = dict(canvas=canvas, min_size=min_size, max_size=max_size, label_maps=label_maps)
-        self.label_maps = label_maps
+        self.scene_kwargs = dict(canvas=canvas, min_size=min_size, max_size=max_size, label_maps=label_maps,
+                                 instance_maps=instance_maps)  # fmt: skip
+        self.label_maps, self.instance_maps = label_maps, instance_maps
         self.backgrounds = {"train": tuple(backgrounds), "val": tuple(test_backgrounds), "test": tuple(test_backgrounds)}
         self.mean, self.std = float(mean), float(std)
         self.classes = list(CLASSES)
@@ -178,12 +192,17 @@ class FashionMNISTScenesDataModule(L.LightningDataModule):
         images, labels = self._sources[split]
         scenes, *targets = make_scenes(images, labels, self.sizes[split], seed=seed, backgrounds=self.backgrounds[split],
                                        **self.scene_kwargs)  # fmt: skip
+        if self.instance_maps:
+            return TensorDataset(scenes, *targets)  # boxes and instance maps
         return TensorDataset(scenes, targets[-1])  # the label maps, or the boxes
 
     def normalise(self, scenes: torch.Tensor) -> torch.Tensor:
         return (scenes.float() / 255 - self.mean) / self.std
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.instance_maps:
+            scenes, boxes, instances = batch
+            return self.normalise(scenes), (boxes, instances.long())
         scenes, targets = batch
         return self.normalise(scenes), (targets.long() if self.label_maps else targets)
 
@@ -209,13 +228,15 @@ class FashionMNISTScenesDataModule(L.LightningDataModule):
 
 def scenes_for(model: Any, *, label_maps: bool = False, data_dir: Any = None, download: bool = False, seed: int = 0,
                train_limit: int | None = None, eval_limit: int | None = None, num_workers: int = 0) -> FashionMNISTScenesDataModule:  # fmt: skip
-    """The scenes a detector (boxes) or a segmenter (``label_maps``) trains on: on the model's
-    canvas, in batches of its recipe; ``train_limit``/``eval_limit`` scenes instead of the defaults."""
+    """The scenes a detector (boxes; and instance maps where the model has ``instance_masks``) or a
+    segmenter (``label_maps``) trains on: on the model's canvas, in batches of its recipe;
+    ``train_limit``/``eval_limit`` scenes instead of the defaults."""
     find_data_dir(data_dir, download=download)  # a missing data set fails here, in one line
     limits = {"num_train": train_limit} if train_limit else {}
     if eval_limit:
         limits.update(num_val=eval_limit, num_test=eval_limit)
     return FashionMNISTScenesDataModule(data_dir=data_dir, batch_size=model.recipe.batch_size, seed=seed, canvas=model.input_size,
                                         num_workers=num_workers, label_maps=label_maps,
+                                        instance_maps=getattr(model, "instance_masks", False),
                                         backgrounds=getattr(model, "scene_backgrounds", ("noise",)),
                                         fresh_train=model.fresh_scenes, **limits)  # fmt: skip

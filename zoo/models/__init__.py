@@ -10,7 +10,7 @@ from .resnet import ResNet
 from .densenet import DenseNet
 from .external import TimmClassifier
 from ..detection.tiny_ssd import SSDFashion, TinySSD
-from ..detection.faster_rcnn import FasterRCNN
+from ..detection.rcnn import FasterRCNN, MaskRCNN
 from ..segmentation.fcn import FCN
 
-__all__ = ["LinearRegression", "SoftmaxRegression", "MLP", "LeNet", "AlexNet", "VGG", "NiN", "GoogLeNet", "ResNet", "DenseNet", "TimmClassifier", "TinySSD", "SSDFashion", "FasterRCNN", "FCN"]
+__all__ = ["LinearRegression", "SoftmaxRegression", "MLP", "LeNet", "AlexNet", "VGG", "NiN", "GoogLeNet", "ResNet", "DenseNet", "TimmClassifier", "TinySSD", "SSDFashion", "FasterRCNN", "MaskRCNN", "FCN"]

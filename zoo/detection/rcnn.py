@@ -1,4 +1,5 @@
-"""Faster R-CNN (ch. 14.8, "Region-based CNNs"), on the Fashion-MNIST scenes.
+"""The R-CNN family (ch. 14.8, "Region-based CNNs") on the Fashion-MNIST scenes: Faster R-CNN and
+Mask R-CNN.
 
 torchvision's :class:`~torchvision.models.detection.FasterRCNN`, not a rewrite: its region proposal
 network, RoI align and box head, on a backbone cut from the zoo's own trained ResNet-18, which is
@@ -7,8 +8,12 @@ than for 800-pixel photos: no resizing (the 96-px scene is the input), anchors o
 of 28-48 px, one gray channel (already normalised with the zoo's mean and std, as every zoo
 detector takes it), and proposal counts for the one to four items a scene holds.
 
+Mask R-CNN is torchvision's too: Faster R-CNN whose RoI heads also predict each item's mask
+from RoI-aligned features. Each scene item's own visible pixels are its instance mask, so the same
+scenes serve SSD, Faster and Mask R-CNN and the FCN.
+
 The book's RoI pooling example (a 4x4 map, two regions, 2x2 bins) is ``torchvision.ops.roi_pool``;
-tests/test_detection.py checks it against the numbers the book prints.
+tests/test_rcnn.py checks it against the numbers the book prints.
 """
 
 from __future__ import annotations
@@ -22,14 +27,15 @@ from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.detection import FasterRCNN as TorchvisionFasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 
-from ..base import ClassifierBackbone, log_train_loss
+from ..base import ClassifierBackbone, decay_groups, log_train_loss
 from ..recipe import Recipe
 from ..registry import build_model, register_model
 from .detector import Detector
 
-__all__ = ["FasterRCNN", "ResNetFPN"]
+__all__ = ["FasterRCNN", "MaskRCNN", "ResNetFPN"]
 
 #: Anchor sides per pyramid level (strides 4, 8 and 16 on the 96-px scene) and their shapes.
 ANCHOR_SIZES = ((16,), (32,), (64,))
@@ -147,10 +153,12 @@ class FasterRCNN(ClassifierBackbone, Detector):
         heads' classification and box regression) for zoo targets: (N, M, 5) rows of (class, x0,
         y0, x1, y1) as fractions of the image, padded with -1 rows."""
         x = self._check_input(x)
-        h, w = x.shape[-2:]
-        scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=x.device)
-        boxes = [{"boxes": t[t[:, 0] >= 0, 1:].float() * scale, "labels": t[t[:, 0] >= 0, 0].long() + 1} for t in targets]
-        return self.rcnn(list(x), boxes)
+        return self.rcnn(list(x), self.torchvision_targets(targets, x.shape[-1], x.shape[-2]))
+
+    def torchvision_targets(self, targets: Any, width: int, height: int) -> list[dict[str, torch.Tensor]]:
+        """Zoo targets as torchvision's: per image, boxes in pixels and labels from 1 (0 is background)."""
+        scale = torch.tensor([width, height, width, height], dtype=torch.float32, device=targets.device)
+        return [{"boxes": t[t[:, 0] >= 0, 1:].float() * scale, "labels": t[t[:, 0] >= 0, 0].long() + 1} for t in targets]
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, targets = batch
@@ -173,3 +181,90 @@ class FasterRCNN(ClassifierBackbone, Detector):
 def faster_rcnn(**kwargs: Any) -> FasterRCNN:
     """torchvision's Faster R-CNN on the zoo's trained ResNet-18 (three stages + FPN), on 96x96 scenes."""
     return FasterRCNN(**kwargs)
+
+
+class MaskRCNN(FasterRCNN):
+    """torchvision's Mask R-CNN on the scenes: :class:`FasterRCNN` whose RoI heads also predict each
+    item's mask (``rcnn.roi_heads.mask_head`` and ``mask_predictor``, torchvision's own), as
+    torchvision's ``MaskRCNN`` builds them. Scored by mask mAP ("mask_map50", "mask_map") as well
+    as box mAP; :meth:`detect` adds "masks", one boolean map of the image per detection.
+
+    Args:
+        detector: when training starts (``pretrained_backbone``), copy every weight but the mask
+            head's from this zoo detector's trained weights (``zoo.load``, verified): the same boxes,
+            and the training teaches masks. None: only ``source``'s stages, as :class:`FasterRCNN`.
+        mask_channels: channels of the mask head's convolutions (torchvision's 256).
+        mask_convs: how many 3x3 convolutions the mask head has before its transposed convolution
+            (torchvision's 4).
+        detector_lr_scale: the learning rate of every part but the mask head, as a fraction of the
+            recipe's (the book's fine-tuning: the new layer learns faster than the copied ones);
+            0.3 chosen on validation (docs/scenes.md).
+        **kwargs: :class:`FasterRCNN`'s.
+    """
+
+    instance_masks = True
+    score, score_label = "mask_map50", "mask mAP@0.5"
+
+    def __init__(self, *, detector: str | None = "faster_rcnn", mask_channels: int = 64, mask_convs: int = 4,
+                 detector_lr_scale: float = 0.3, **kwargs: Any) -> None:  # fmt: skip
+        for name, value in (("mask_channels", mask_channels), ("mask_convs", mask_convs)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(detector_lr_scale, (int, float)) or not 0 < detector_lr_scale <= 1:
+            raise ValueError(f"detector_lr_scale must be a number in (0, 1], got {detector_lr_scale!r}")
+        super().__init__(**kwargs)
+        self.detector, self.detector_lr_scale = detector, float(detector_lr_scale)
+        heads, levels = self.rcnn.roi_heads, self.rcnn.roi_heads.box_roi_pool
+        # torchvision's MaskRCNN sets exactly these three on its Faster R-CNN's RoI heads; 14x14 RoI
+        # features become 28x28 masks, read from the levels the boxes read, one sample per bin.
+        heads.mask_roi_pool = MultiScaleRoIAlign(featmap_names=levels.featmap_names, output_size=14, sampling_ratio=1,
+                                                 canonical_scale=levels.canonical_scale)  # fmt: skip
+        heads.mask_head = MaskRCNNHeads(self.rcnn.backbone.out_channels, [mask_channels] * mask_convs, dilation=1)
+        heads.mask_predictor = MaskRCNNPredictor(mask_channels, mask_channels, self.num_classes + 1)
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The mask head's parameters at the recipe's learning rate, the rest at ``detector_lr_scale`` of it."""
+        heads = self.rcnn.roi_heads
+        new = {id(p) for m in (heads.mask_head, heads.mask_predictor) for p in m.parameters()}
+        rest = [p for p in self.parameters() if id(p) not in new]
+        groups = decay_groups([p for p in self.parameters() if id(p) in new], self.recipe.weight_decay)
+        return groups + decay_groups(rest, self.recipe.weight_decay, lr=self.recipe.lr * self.detector_lr_scale)
+
+    def copy_pretrained(self) -> None:
+        """Every weight of the trained ``detector`` (all but the mask head), else ``source``'s stages."""
+        if self.detector is None:
+            return super().copy_pretrained()
+        from ..pretrained import load  # the registry's floor stays below the weights layer
+
+        trained = load(self.detector, in_chans=self.in_chans).rcnn.state_dict()
+        try:
+            missing, unexpected = self.rcnn.load_state_dict(trained, strict=False)
+        except RuntimeError as e:  # a size mismatch: this model was built unlike the detector
+            raise ValueError(f"{self.detector}'s weights do not fit this mask_rcnn ({str(e).splitlines()[-1].strip()}); "
+                             "build it as the detector was, or with detector=None") from None  # fmt: skip
+        if unexpected or any(".mask_" not in k for k in missing):
+            raise ValueError(f"{self.detector} is not a Faster R-CNN of this shape (unexpected {unexpected[:3]}, "
+                             f"missing {[k for k in missing if '.mask_' not in k][:3]}); build mask_rcnn with detector=None")  # fmt: skip
+
+    def torchvision_targets(self, targets: Any, width: int, height: int) -> list[dict[str, torch.Tensor]]:
+        """(boxes, instance maps) as torchvision's targets: boxes, labels and one mask per box."""
+        boxes, instances = targets
+        out = super().torchvision_targets(boxes, width, height)
+        for row, t, m in zip(out, boxes, instances):
+            ids = torch.nonzero(t[:, 0] >= 0)[:, 0] + 1  # box row j's pixels are where the map is j + 1
+            row["masks"] = (m[None] == ids[:, None, None].to(m.device)).to(torch.uint8)
+        return out
+
+    def decode(self, outputs: tuple[list[dict[str, torch.Tensor]], tuple[int, int]]) -> list[dict[str, torch.Tensor]]:
+        """As :meth:`FasterRCNN.decode`, with "masks": (K, H, W) booleans, the mask above 0.5."""
+        detections, _ = outputs
+        return [{**d, "masks": r["masks"][:, 0] > 0.5} for d, r in zip(super().decode(outputs), detections)]
+
+
+# Mask R-CNN starts from the trained faster_rcnn (every weight but the mask head) and trains on the
+# same scenes with the same recipe, for fewer epochs: the boxes are learnt, the masks are new.
+@register_model(chapter="14.8", recipe=Recipe(optimizer="adamw", lr=1e-3, weight_decay=1e-4, schedule="cosine", warmup_epochs=0.5,
+                                             batch_size=32, epochs=3))  # fmt: skip
+def mask_rcnn(**kwargs: Any) -> MaskRCNN:
+    """torchvision's Mask R-CNN: the zoo's faster_rcnn plus a mask head, on 96x96 scenes."""
+    return MaskRCNN(**kwargs)
