@@ -2,7 +2,8 @@
 """Score scene models on the test scenes with each background: the usual faint noise, a clean
 black canvas and a gradient. The items, their places and boxes are the same in all three, so
 the differences are the background's alone. Also each model's inference speed on this CPU
-(scenes per second, batches of 64, after one warm-up batch).
+(scenes per second, batches of 64, after one warm-up batch). Models measured before in ``--out``
+and not named this time keep their rows (each row keeps the command that made it).
 
     python scripts/studies/scene_eval.py --models tiny_ssd,ssd_fmnist,faster_rcnn --out results/scene-backgrounds.json
 """
@@ -27,7 +28,8 @@ from zoo.detection.scenes import BACKGROUNDS, FashionMNISTScenesDataModule
 def scores(model: L.LightningModule, background: str, *, num_test: int = 2_000) -> dict[str, float]:
     """The model's test scores on ``num_test`` test scenes with ``background``."""
     dm = FashionMNISTScenesDataModule(num_train=1, num_val=1, num_test=num_test, canvas=model.input_size,
-                                      label_maps=model.task == "segmentation", test_backgrounds=(background,))  # fmt: skip
+                                      label_maps=model.task == "segmentation", instance_maps=getattr(model, "instance_masks", False),
+                                      test_backgrounds=(background,))  # fmt: skip
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
     (result,) = trainer.test(model, datamodule=dm, verbose=False)
     return {k: round(float(v), 4) for k, v in result.items() if k != "test/loss"}
@@ -54,12 +56,19 @@ def main() -> None:
     p.add_argument("--scenes", type=int, default=2_000, help="test scenes per background")
     p.add_argument("--out", type=Path, default=Path("results/scene-backgrounds.json"))
     args = p.parse_args()
-    results = {"command": shlex.join(["python", "scripts/studies/scene_eval.py", *sys.argv[1:]]), "scenes": args.scenes, "models": {}}
+    command = shlex.join(["python", "scripts/studies/scene_eval.py", *sys.argv[1:]])
+    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if results.get("scenes") != args.scenes:  # rows measured on another number of scenes are not comparable
+        results = {"scenes": args.scenes, "models": {}}
+    for name, row in results["models"].items():
+        row.setdefault("command", results.get("command"))
+    results["command"] = command
     for name in args.models.split(","):
         model = zoo.load(name)
         results["models"][name] = row = {bg: scores(model, bg, num_test=args.scenes) for bg in BACKGROUNDS}
         print(name, "  ".join(f"{bg}: " + ", ".join(f"{k.split('/')[1]} {v:.4f}" for k, v in s.items()) for bg, s in row.items()))
         row["scenes_per_second"] = scenes_per_second(model)
+        row["command"] = command
         print(f"{name}: {row['scenes_per_second']} scenes/s on the CPU ({torch.get_num_threads()} threads)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
