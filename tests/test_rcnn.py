@@ -142,6 +142,8 @@ def test_mask_rcnn_starts_from_the_trained_faster_rcnn():
     unlike = zoo.create_model("mask_rcnn", fpn_channels=32)
     with pytest.raises(ValueError, match="faster_rcnn's weights do not fit this mask_rcnn"):
         unlike.setup("fit")
+    with pytest.raises(ValueError, match="detector must name a zoo Faster R-CNN.*'ssd_fmnist', a SSDFashion"):
+        zoo.create_model("mask_rcnn", detector="ssd_fmnist").setup("fit")
 
 
 def test_short_mask_rcnn_training_learns_masks(tmp_path):

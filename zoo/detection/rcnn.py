@@ -236,7 +236,11 @@ class MaskRCNN(FasterRCNN):
             return super().copy_pretrained()
         from ..pretrained import load  # the registry's floor stays below the weights layer
 
-        trained = load(self.detector, in_chans=self.in_chans).rcnn.state_dict()
+        detector = load(self.detector, in_chans=self.in_chans)
+        if not isinstance(detector, FasterRCNN):
+            raise ValueError(f"detector must name a zoo Faster R-CNN (faster_rcnn), got {self.detector!r}, "
+                             f"a {type(detector).__name__}; or detector=None to start from {self.source}")  # fmt: skip
+        trained = detector.rcnn.state_dict()
         try:
             missing, unexpected = self.rcnn.load_state_dict(trained, strict=False)
         except RuntimeError as e:  # a size mismatch: this model was built unlike the detector
