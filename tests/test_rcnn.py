@@ -173,5 +173,7 @@ def test_bundled_mask_rcnn_colours_the_items_of_a_test_scene(tmp_path, capsys, f
     drawn = Image.open(tmp_path / "scene.pred.png").convert("RGB")
     tinted = [p for p in drawn.getdata() if len(set(p)) > 1 and p != (255, 0, 0)]  # neither the gray scene nor a red box
     assert len(tinted) > 0.5 * sum(truth.values())  # the masks, blended in their classes' colours
+    assert main(["predict", "mask_rcnn", str(scene)]) == 0  # the text says each mask's size too
+    assert f", mask {record['detections'][0]['mask_pixels']:,} px" in capsys.readouterr().out
     listed = zoo.get_weights("mask_rcnn")
     assert listed.location == "bundled" and listed.score_label == "mask mAP@0.5" and listed.test_score > 0.85

@@ -263,7 +263,8 @@ def format_records(records: list[dict[str, Any]], fmt: str) -> str:
             elif "labels" in r:
                 lines.append(f"{r['path']}: " + ", ".join(f"{label} {share:.1%}" for label, share in r["labels"].items()) + f"  -> {r['mask']}")
             else:
-                found = "; ".join(f"{d['label']} {d['score']:.2f} at {[round(v) for v in d['box']]}" for d in r["detections"])
+                found = "; ".join(f"{d['label']} {d['score']:.2f} at {[round(v) for v in d['box']]}"
+                                  + (f", mask {d['mask_pixels']:,} px" if "mask_pixels" in d else "") for d in r["detections"])  # fmt: skip
                 lines.append(f"{r['path']}: {found or 'nothing found'}  -> {r['drawn']}")
         return "".join(line + "\n" for line in lines)
     buf = io.StringIO()
