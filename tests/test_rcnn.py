@@ -122,6 +122,9 @@ def test_mask_rcnn_is_torchvisions_mask_head_on_faster_rcnn():
     assert heads.mask_predictor.mask_fcn_logits.out_channels == 11  # a mask per class and background
     assert heads.mask_roi_pool.output_size == (14, 14) and heads.mask_roi_pool.featmap_names == heads.box_roi_pool.featmap_names
     assert model.score == "mask_map50" and model.monitor == "val/mask_map50"
+    rates = {g.get("lr") for g in zoo.create_model("mask_rcnn", pretrained_backbone=False).parameter_groups()}
+    assert rates == {None, model.recipe.lr * 0.3}  # the new mask head at the recipe's rate, the copied parts slower
+    assert {g.get("lr") for g in zoo.create_model("mask_rcnn", detector=None).parameter_groups()} == {None}
     model.eval()
     found = model.detect(torch.randn(2, 1, 96, 96))
     assert all(set(d) == {"boxes", "scores", "labels", "masks"} for d in found)

@@ -223,7 +223,10 @@ class MaskRCNN(FasterRCNN):
         heads.mask_predictor = MaskRCNNPredictor(mask_channels, mask_channels, self.num_classes + 1)
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """The mask head's parameters at the recipe's learning rate, the rest at ``detector_lr_scale`` of it."""
+        """The mask head's parameters at the recipe's learning rate, the rest at ``detector_lr_scale`` of it
+        (with ``detector=None`` the proposal and box heads are new too: one rate, as :class:`FasterRCNN`)."""
+        if self.detector is None:
+            return super().parameter_groups()
         heads = self.rcnn.roi_heads
         new = {id(p) for m in (heads.mask_head, heads.mask_predictor) for p in m.parameters()}
         rest = [p for p in self.parameters() if id(p) not in new]
