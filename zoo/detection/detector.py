@@ -14,7 +14,7 @@ import torch
 
 from ..base import ImageModel, log_train_loss
 from ..data.preprocess import PhotoSteps
-from .scenes import scenes_for
+from .scenes import item_masks, scenes_for
 
 __all__ = ["Detector"]
 
@@ -101,8 +101,7 @@ class Detector(ImageModel):
         truth = [{"boxes": t[t[:, 0] >= 0, 1:] * scale, "labels": t[t[:, 0] >= 0, 0].long()} for t in boxes]
         if instances is not None:
             for row, t, m in zip(truth, boxes, instances):
-                ids = torch.nonzero(t[:, 0] >= 0)[:, 0] + 1  # box row j's pixels are where the map is j + 1
-                row["masks"] = m[None] == ids[:, None, None].to(m.device)
+                row["masks"] = item_masks(t, m)
         return truth
 
     def _eval_epoch_end(self, stage: str) -> None:

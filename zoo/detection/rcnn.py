@@ -34,6 +34,7 @@ from ..base import ClassifierBackbone, decay_groups, log_train_loss
 from ..recipe import Recipe
 from ..registry import build_model, register_model
 from .detector import Detector
+from .scenes import item_masks
 
 __all__ = ["FasterRCNN", "MaskRCNN", "ResNetFPN"]
 
@@ -258,8 +259,7 @@ class MaskRCNN(FasterRCNN):
         boxes, instances = targets
         out = super().torchvision_targets(boxes, width, height)
         for row, t, m in zip(out, boxes, instances):
-            ids = torch.nonzero(t[:, 0] >= 0)[:, 0] + 1  # box row j's pixels are where the map is j + 1
-            row["masks"] = (m[None] == ids[:, None, None].to(m.device)).to(torch.uint8)
+            row["masks"] = item_masks(t, m).to(torch.uint8)
         return out
 
     def decode(self, outputs: tuple[list[dict[str, torch.Tensor]], tuple[int, int]]) -> list[dict[str, torch.Tensor]]:

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ..data.fashion_mnist import CLASSES, find_data_dir, load_fashion_mnist, stratified_split
 
-__all__ = ["make_scenes", "FashionMNISTScenesDataModule", "scenes_for", "MAX_OBJECTS", "ITEM_LEVEL", "BACKGROUNDS"]
+__all__ = ["make_scenes", "item_masks", "FashionMNISTScenesDataModule", "scenes_for", "MAX_OBJECTS", "ITEM_LEVEL", "BACKGROUNDS"]
 
 MAX_OBJECTS = 4
 
@@ -100,6 +100,13 @@ def make_scenes(images: torch.Tensor, labels: torch.Tensor, n: int, *, seed: int
             targets[i, len(placed)] = torch.tensor([classes[k], *(int(v) / canvas for v in box)])
             placed.append((x0, y0, side))
     return (scenes, targets, *(m for m in (maps, instances) if m is not None))
+
+
+def item_masks(boxes: torch.Tensor, instance_map: torch.Tensor) -> torch.Tensor:
+    """One scene's instance masks, (K, H, W) booleans: one per real box row of ``boxes`` (M, 5),
+    in order; box row j's item is where ``instance_map`` (H, W) is j + 1 (:func:`make_scenes`)."""
+    ids = torch.nonzero(boxes[:, 0] >= 0)[:, 0] + 1
+    return instance_map[None] == ids[:, None, None].to(instance_map.device)
 
 
 def _square_iou(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
